@@ -1,0 +1,497 @@
+/**
+ * A pickle decoder that never imports or calls anything.
+ *
+ * It understands the opcodes of pickle protocols 0 to 5 that can describe plain data, and
+ * keeps every class reference and object construction as an inert node (see
+ * {@link PyGlobal}, {@link PyReduce}). Two reductions that Python uses to pickle `bytes` at
+ * protocols below 3 are recognised and turned into bytes: `_codecs.encode(text, 'latin1')`
+ * and `__builtin__.bytes()` (or `builtins.bytes()`). Python 2 strings (`STRING`,
+ * `BINSTRING`, `SHORT_BINSTRING`) decode to text when they are ASCII, as Python 3 reads
+ * them, and to bytes otherwise.
+ *
+ * Every failure is a {@link PickleError} naming the offset and opcode. Lengths are checked
+ * against the input before anything is allocated, and no recursion is used, so hostile
+ * input cannot exhaust the stack or memory.
+ * @module
+ */
+import { PickleError } from '../errors.ts';
+import { Op, opName } from './opcodes.ts';
+import { decodeUtf8 } from './utf8.ts';
+import {
+  type PickleValue,
+  PyBuild,
+  PyDict,
+  PyGlobal,
+  PyInst,
+  PyNewObj,
+  PyObj,
+  PyReduce,
+  PyTuple,
+} from './values.ts';
+
+/** Result of {@link readPickle}: the value and the offset just past its `STOP`. */
+export interface PickleRead {
+  value: PickleValue;
+  end: number;
+}
+
+const MARK: unique symbol = Symbol('mark');
+type Slot = PickleValue | typeof MARK;
+
+const HIGHEST_PROTOCOL = 5;
+const latin1 = new TextDecoder('latin1');
+
+/** Decodes one pickle that must fill `bytes` exactly. */
+export function loadPickle(bytes: Uint8Array): PickleValue {
+  const { value, end } = readPickle(bytes, 0);
+  if (end !== bytes.length) {
+    throw new PickleError('ERR_PICKLE_TRAILING', `${bytes.length - end} bytes after STOP`, end);
+  }
+  return value;
+}
+
+/** Decodes the pickle that starts at `start`; bytes after its `STOP` are left alone. */
+export function readPickle(bytes: Uint8Array, start = 0): PickleRead {
+  return new Reader(bytes, start).run();
+}
+
+class Reader {
+  private pos: number;
+  private readonly stack: Slot[] = [];
+  private readonly memo = new Map<number, PickleValue>();
+  private op = 0;
+  private opAt = 0;
+  private readonly view: DataView;
+
+  constructor(
+    private readonly b: Uint8Array,
+    start: number,
+  ) {
+    this.pos = start;
+    this.view = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  }
+
+  private fail(code: string, what: string): never {
+    throw new PickleError(code, `${what} (opcode ${opName(this.op)})`, this.opAt);
+  }
+
+  private need(n: number): number {
+    if (n < 0 || this.pos + n > this.b.length) this.fail('ERR_PICKLE_TRUNCATED', 'pickle ends early');
+    const at = this.pos;
+    this.pos += n;
+    return at;
+  }
+
+  private bytes(n: number): Uint8Array {
+    const at = this.need(n);
+    return this.b.subarray(at, at + n);
+  }
+
+  private u8(): number {
+    return this.b[this.need(1)]!;
+  }
+
+  private u32(): number {
+    return this.view.getUint32(this.need(4), true);
+  }
+
+  private u64(): number {
+    const v = this.view.getBigUint64(this.need(8), true);
+    if (v > BigInt(this.b.length)) this.fail('ERR_PICKLE_TRUNCATED', 'length beyond the end of the pickle');
+    return Number(v);
+  }
+
+  /** Text up to the next newline, without it. */
+  private line(): string {
+    const nl = this.b.indexOf(0x0a, this.pos);
+    if (nl < 0) this.fail('ERR_PICKLE_TRUNCATED', 'missing newline');
+    const text = latin1.decode(this.b.subarray(this.pos, nl));
+    this.pos = nl + 1;
+    return text;
+  }
+
+  private text(raw: Uint8Array): string {
+    const s = decodeUtf8(raw);
+    if (s === undefined) this.fail('ERR_PICKLE_VALUE', 'text is not valid UTF-8');
+    return s;
+  }
+
+  private push(v: PickleValue): void {
+    this.stack.push(v);
+  }
+
+  private pop(): PickleValue {
+    const v = this.stack.pop();
+    if (v === undefined || v === MARK) this.fail('ERR_PICKLE_STACK', 'stack underflow');
+    return v;
+  }
+
+  private top(): PickleValue {
+    const v = this.stack[this.stack.length - 1];
+    if (v === undefined || v === MARK) this.fail('ERR_PICKLE_STACK', 'stack underflow');
+    return v;
+  }
+
+  /** Pops everything above the last MARK, and the MARK. */
+  private popMark(): PickleValue[] {
+    const at = this.stack.lastIndexOf(MARK);
+    if (at < 0) this.fail('ERR_PICKLE_STACK', 'no MARK on the stack');
+    const items = this.stack.splice(at) as Slot[];
+    items.shift();
+    return items as PickleValue[];
+  }
+
+  private memoGet(key: number): PickleValue {
+    const v = this.memo.get(key);
+    if (v === undefined) this.fail('ERR_PICKLE_MEMO', `memo key ${key} was never stored`);
+    return v;
+  }
+
+  private intLine(): number {
+    const t = this.line();
+    if (!/^[0-9]+$/.test(t)) this.fail('ERR_PICKLE_VALUE', `bad memo key ${JSON.stringify(t)}`);
+    return Number(t);
+  }
+
+  private py2str(raw: Uint8Array): string | Uint8Array {
+    for (const c of raw) if (c > 0x7f) return Uint8Array.from(raw);
+    return latin1.decode(raw);
+  }
+
+  private dictInto(target: PickleValue, items: PickleValue[]): void {
+    if (!(target instanceof PyDict)) this.fail('ERR_PICKLE_STACK', 'SETITEM on something that is not a dict');
+    for (let i = 0; i + 1 < items.length; i += 2) target.entries.push([items[i]!, items[i + 1]!]);
+    if (items.length % 2) this.fail('ERR_PICKLE_STACK', 'odd number of items for a dict');
+  }
+
+  private listInto(target: PickleValue, items: PickleValue[]): void {
+    if (!Array.isArray(target)) this.fail('ERR_PICKLE_STACK', 'APPEND on something that is not a list');
+    for (const item of items) target.push(item);
+  }
+
+  private global(module: string, name: string): PyGlobal {
+    return new PyGlobal(module, name, this.opAt);
+  }
+
+  run(): PickleRead {
+    const b = this.b;
+    for (;;) {
+      this.opAt = this.pos;
+      if (this.pos >= b.length) {
+        this.op = -1;
+        throw new PickleError('ERR_PICKLE_TRUNCATED', 'pickle ends before STOP', this.pos);
+      }
+      this.op = b[this.pos++]!;
+      switch (this.op) {
+        case Op.STOP: {
+          const value = this.pop();
+          return { value, end: this.pos };
+        }
+        case Op.PROTO: {
+          const p = this.u8();
+          if (p > HIGHEST_PROTOCOL) this.fail('ERR_PICKLE_PROTOCOL', `unsupported protocol ${p}`);
+          break;
+        }
+        case Op.FRAME:
+          this.u64();
+          break;
+        case Op.MARK:
+          this.stack.push(MARK);
+          break;
+        case Op.POP:
+          if (this.stack.pop() === undefined) this.fail('ERR_PICKLE_STACK', 'stack underflow');
+          break;
+        case Op.POP_MARK:
+          this.popMark();
+          break;
+        case Op.DUP:
+          this.push(this.top());
+          break;
+        case Op.NONE:
+          this.push(null);
+          break;
+        case Op.NEWTRUE:
+          this.push(true);
+          break;
+        case Op.NEWFALSE:
+          this.push(false);
+          break;
+        case Op.INT: {
+          const t = this.line();
+          if (t === '00') this.push(false);
+          else if (t === '01') this.push(true);
+          else this.push(this.decimal(t));
+          break;
+        }
+        case Op.LONG: {
+          const t = this.line();
+          this.push(this.decimal(t.endsWith('L') ? t.slice(0, -1) : t));
+          break;
+        }
+        case Op.BININT:
+          this.push(BigInt(this.view.getInt32(this.need(4), true)));
+          break;
+        case Op.BININT1:
+          this.push(BigInt(this.u8()));
+          break;
+        case Op.BININT2:
+          this.push(BigInt(this.view.getUint16(this.need(2), true)));
+          break;
+        case Op.LONG1:
+          this.push(twosComplement(this.bytes(this.u8())));
+          break;
+        case Op.LONG4: {
+          const n = this.view.getInt32(this.need(4), true);
+          if (n < 0) this.fail('ERR_PICKLE_VALUE', 'negative length');
+          this.push(twosComplement(this.bytes(n)));
+          break;
+        }
+        case Op.FLOAT: {
+          const t = this.line();
+          const f = Number(t);
+          if (t.trim() === '' || (Number.isNaN(f) && !/^[+-]?nan$/i.test(t))) this.fail('ERR_PICKLE_VALUE', 'bad float');
+          this.push(f);
+          break;
+        }
+        case Op.BINFLOAT:
+          this.push(this.view.getFloat64(this.need(8), false));
+          break;
+        case Op.BINUNICODE:
+          this.push(this.text(this.bytes(this.u32())));
+          break;
+        case Op.SHORT_BINUNICODE:
+          this.push(this.text(this.bytes(this.u8())));
+          break;
+        case Op.BINUNICODE8:
+          this.push(this.text(this.bytes(this.u64())));
+          break;
+        case Op.UNICODE:
+          this.push(rawUnicodeEscape(this.line()));
+          break;
+        case Op.SHORT_BINSTRING:
+          this.push(this.py2str(this.bytes(this.u8())));
+          break;
+        case Op.BINSTRING: {
+          const n = this.view.getInt32(this.need(4), true);
+          if (n < 0) this.fail('ERR_PICKLE_VALUE', 'negative length');
+          this.push(this.py2str(this.bytes(n)));
+          break;
+        }
+        case Op.STRING: {
+          const raw = stringLiteral(this.line());
+          if (raw === undefined) this.fail('ERR_PICKLE_VALUE', 'bad quoted string');
+          this.push(this.py2str(raw));
+          break;
+        }
+        case Op.SHORT_BINBYTES:
+          this.push(Uint8Array.from(this.bytes(this.u8())));
+          break;
+        case Op.BINBYTES:
+          this.push(Uint8Array.from(this.bytes(this.u32())));
+          break;
+        case Op.BINBYTES8:
+          this.push(Uint8Array.from(this.bytes(this.u64())));
+          break;
+        case Op.EMPTY_TUPLE:
+          this.push(new PyTuple([]));
+          break;
+        case Op.TUPLE:
+          this.push(new PyTuple(this.popMark()));
+          break;
+        case Op.TUPLE1:
+        case Op.TUPLE2:
+        case Op.TUPLE3: {
+          const n = this.op - Op.TUPLE1 + 1;
+          const items: PickleValue[] = [];
+          for (let i = 0; i < n; i++) items.unshift(this.pop());
+          this.push(new PyTuple(items));
+          break;
+        }
+        case Op.EMPTY_LIST:
+          this.push([]);
+          break;
+        case Op.LIST:
+          this.push(this.popMark());
+          break;
+        case Op.APPEND: {
+          const item = this.pop();
+          this.listInto(this.top(), [item]);
+          break;
+        }
+        case Op.APPENDS: {
+          const items = this.popMark();
+          this.listInto(this.top(), items);
+          break;
+        }
+        case Op.EMPTY_DICT:
+          this.push(new PyDict());
+          break;
+        case Op.DICT: {
+          const d = new PyDict();
+          this.dictInto(d, this.popMark());
+          this.push(d);
+          break;
+        }
+        case Op.SETITEM: {
+          const value = this.pop();
+          const key = this.pop();
+          this.dictInto(this.top(), [key, value]);
+          break;
+        }
+        case Op.SETITEMS: {
+          const items = this.popMark();
+          this.dictInto(this.top(), items);
+          break;
+        }
+        case Op.GLOBAL: {
+          const module = this.line();
+          const name = this.line();
+          this.push(this.global(module, name));
+          break;
+        }
+        case Op.STACK_GLOBAL: {
+          const name = this.pop();
+          const module = this.pop();
+          if (typeof module !== 'string' || typeof name !== 'string') {
+            this.fail('ERR_PICKLE_VALUE', 'STACK_GLOBAL needs two strings');
+          }
+          this.push(this.global(module, name));
+          break;
+        }
+        case Op.REDUCE: {
+          const args = this.pop();
+          const callable = this.pop();
+          this.push(this.reduce(callable, args));
+          break;
+        }
+        case Op.BUILD: {
+          const state = this.pop();
+          const object = this.pop();
+          this.push(new PyBuild(object, state, this.opAt));
+          break;
+        }
+        case Op.INST: {
+          const module = this.line();
+          const name = this.line();
+          this.push(new PyInst(module, name, this.popMark(), this.opAt));
+          break;
+        }
+        case Op.OBJ: {
+          const [cls, ...args] = this.popMark();
+          if (cls === undefined) this.fail('ERR_PICKLE_STACK', 'OBJ without a class');
+          this.push(new PyObj(cls, args, this.opAt));
+          break;
+        }
+        case Op.NEWOBJ: {
+          const args = this.pop();
+          const cls = this.pop();
+          if (!(args instanceof PyTuple)) this.fail('ERR_PICKLE_VALUE', 'NEWOBJ arguments are not a tuple');
+          this.push(new PyNewObj(cls, args.items, this.opAt));
+          break;
+        }
+        case Op.PUT:
+          this.memo.set(this.intLine(), this.top());
+          break;
+        case Op.BINPUT:
+          this.memo.set(this.u8(), this.top());
+          break;
+        case Op.LONG_BINPUT:
+          this.memo.set(this.u32(), this.top());
+          break;
+        case Op.MEMOIZE:
+          this.memo.set(this.memo.size, this.top());
+          break;
+        case Op.GET:
+          this.push(this.memoGet(this.intLine()));
+          break;
+        case Op.BINGET:
+          this.push(this.memoGet(this.u8()));
+          break;
+        case Op.LONG_BINGET:
+          this.push(this.memoGet(this.u32()));
+          break;
+        default:
+          this.fail('ERR_PICKLE_OPCODE', 'unsupported opcode');
+      }
+    }
+  }
+
+  private decimal(t: string): bigint {
+    if (!/^[+-]?[0-9]+$/.test(t)) this.fail('ERR_PICKLE_VALUE', `bad integer ${JSON.stringify(t.slice(0, 40))}`);
+    return BigInt(t);
+  }
+
+  /** REDUCE: the two `bytes` idioms become bytes; every other call stays inert. */
+  private reduce(callable: PickleValue, args: PickleValue): PickleValue {
+    if (callable instanceof PyGlobal && args instanceof PyTuple) {
+      const { module, name } = callable;
+      if (module === '_codecs' && name === 'encode' && args.items.length === 2) {
+        const [text, encoding] = args.items;
+        if (typeof text === 'string' && (encoding === 'latin1' || encoding === 'latin-1')) {
+          const out = new Uint8Array(text.length);
+          for (let i = 0; i < text.length; i++) {
+            const c = text.charCodeAt(i);
+            if (c > 0xff) this.fail('ERR_PICKLE_VALUE', 'latin1 text holds a character above U+00FF');
+            out[i] = c;
+          }
+          return out;
+        }
+      }
+      if ((module === '__builtin__' || module === 'builtins') && name === 'bytes' && args.items.length === 0) {
+        return new Uint8Array(0);
+      }
+    }
+    return new PyReduce(callable, args, this.opAt);
+  }
+}
+
+/** Little-endian two's complement integer (`LONG1`, `LONG4`). */
+function twosComplement(bytes: Uint8Array): bigint {
+  if (bytes.length === 0) return 0n;
+  let v = 0n;
+  for (let i = bytes.length - 1; i >= 0; i--) v = (v << 8n) | BigInt(bytes[i]!);
+  if (bytes[bytes.length - 1]! & 0x80) v -= 1n << BigInt(8 * bytes.length);
+  return v;
+}
+
+/** Decodes Python's raw-unicode-escape (`UNICODE` opcode): latin-1 with \uXXXX escapes. */
+function rawUnicodeEscape(s: string): string {
+  return s.replace(/\\u([0-9a-fA-F]{4})|\\U([0-9a-fA-F]{8})/g, (_m, u: string | undefined, U: string | undefined) =>
+    String.fromCodePoint(parseInt((u ?? U)!, 16)),
+  );
+}
+
+const simpleEscapes: Record<string, number> = {
+  '\\': 0x5c, "'": 0x27, '"': 0x22, a: 7, b: 8, f: 12, n: 10, r: 13, t: 9, v: 11, '\n': -1,
+};
+
+/** Decodes a Python 2 `repr` of a str (the `STRING` opcode), or `undefined` when malformed. */
+function stringLiteral(line: string): Uint8Array | undefined {
+  const q = line[0];
+  if (line.length < 2 || (q !== "'" && q !== '"') || line[line.length - 1] !== q) return undefined;
+  const body = line.slice(1, -1);
+  const out: number[] = [];
+  for (let i = 0; i < body.length; i++) {
+    const c = body[i]!;
+    if (c !== '\\') {
+      out.push(c.charCodeAt(0) & 0xff);
+      continue;
+    }
+    const e = body[++i];
+    if (e === undefined) return undefined;
+    const simple = simpleEscapes[e];
+    if (simple !== undefined) {
+      if (simple >= 0) out.push(simple);
+    } else if (e === 'x') {
+      const hex = body.slice(i + 1, i + 3);
+      if (!/^[0-9a-fA-F]{2}$/.test(hex)) return undefined;
+      out.push(parseInt(hex, 16));
+      i += 2;
+    } else if (/[0-7]/.test(e)) {
+      const oct = /^[0-7]{1,3}/.exec(body.slice(i))![0];
+      out.push(parseInt(oct, 8) & 0xff);
+      i += oct.length - 1;
+    } else out.push(0x5c, e.charCodeAt(0) & 0xff);
+  }
+  return Uint8Array.from(out);
+}
