@@ -154,7 +154,7 @@ class Reader {
   }
 
   private py2str(raw: Uint8Array): string | Uint8Array {
-    for (const c of raw) if (c > 0x7f) return Uint8Array.from(raw);
+    for (const c of raw) if (c > 0x7f) return Buffer.from(raw);
     return latin1.decode(raw);
   }
 
@@ -247,9 +247,10 @@ class Reader {
           break;
         }
         case Op.FLOAT: {
-          const t = this.line();
-          const f = Number(t);
-          if (t.trim() === '' || (Number.isNaN(f) && !/^[+-]?nan$/i.test(t))) this.fail('ERR_PICKLE_VALUE', 'bad float');
+          const t = this.line().trim().toLowerCase();
+          const special: Record<string, number> = { inf: Infinity, '+inf': Infinity, '-inf': -Infinity, nan: NaN, '+nan': NaN, '-nan': NaN };
+          const f = special[t] ?? (/^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/.test(t) ? Number(t) : undefined);
+          if (f === undefined) this.fail('ERR_PICKLE_VALUE', `bad float ${JSON.stringify(t.slice(0, 40))}`);
           this.push(f);
           break;
         }
@@ -284,13 +285,13 @@ class Reader {
           break;
         }
         case Op.SHORT_BINBYTES:
-          this.push(Uint8Array.from(this.bytes(this.u8())));
+          this.push(Buffer.from(this.bytes(this.u8())));
           break;
         case Op.BINBYTES:
-          this.push(Uint8Array.from(this.bytes(this.u32())));
+          this.push(Buffer.from(this.bytes(this.u32())));
           break;
         case Op.BINBYTES8:
-          this.push(Uint8Array.from(this.bytes(this.u64())));
+          this.push(Buffer.from(this.bytes(this.u64())));
           break;
         case Op.EMPTY_TUPLE:
           this.push(new PyTuple([]));
@@ -428,7 +429,7 @@ class Reader {
       if (module === '_codecs' && name === 'encode' && args.items.length === 2) {
         const [text, encoding] = args.items;
         if (typeof text === 'string' && (encoding === 'latin1' || encoding === 'latin-1')) {
-          const out = new Uint8Array(text.length);
+          const out = Buffer.alloc(text.length);
           for (let i = 0; i < text.length; i++) {
             const c = text.charCodeAt(i);
             if (c > 0xff) this.fail('ERR_PICKLE_VALUE', 'latin1 text holds a character above U+00FF');
@@ -438,7 +439,7 @@ class Reader {
         }
       }
       if ((module === '__builtin__' || module === 'builtins') && name === 'bytes' && args.items.length === 0) {
-        return new Uint8Array(0);
+        return Buffer.alloc(0);
       }
     }
     return new PyReduce(callable, args, this.opAt);

@@ -1,0 +1,72 @@
+import { fc, test } from '@fast-check/vitest';
+import { describe, expect, it } from 'vitest';
+import { FramingError } from '../errors.ts';
+import { encodeFrame, FrameDecoder, frameHeader, PRIMARY_RECEIVE_LIMIT } from '../framing.ts';
+
+/** Feeds `bytes` to a fresh decoder in pieces cut at `cuts`, returning the frames. */
+function decodeSplit(bytes: Buffer, cuts: number[], limit?: number): Buffer[] {
+  const d = new FrameDecoder(limit);
+  const points = [...new Set(cuts)].filter((c) => c > 0 && c < bytes.length).sort((a, b) => a - b);
+  const out: Buffer[] = [];
+  let from = 0;
+  for (const c of [...points, bytes.length]) {
+    out.push(...d.push(bytes.subarray(from, c)));
+    from = c;
+  }
+  expect(d.idle).toBe(true);
+  return out;
+}
+
+const payloads = fc.array(fc.uint8Array({ maxLength: 300 }), { maxLength: 12 });
+
+describe('framing', () => {
+  it('a frame is a 4-byte big-endian length then the payload', () => {
+    expect(encodeFrame(Buffer.from('zrs2.0')).toString('hex')).toBe('000000067a7273322e30');
+    expect(frameHeader(0x01020304).toString('hex')).toBe('01020304');
+  });
+
+  it('delivers empty frames (keep-alives, no-data frames)', () => {
+    const frames = new FrameDecoder().push(Buffer.from('00000000000000000000000161', 'hex'));
+    expect(frames.map((f) => f.toString('hex'))).toEqual(['', '', '61']);
+  });
+
+  test.prop([payloads, fc.array(fc.nat(4000), { maxLength: 20 })])('any split of a frame stream decodes the same', (ps, cuts) => {
+    const bytes = Buffer.concat(ps.map((p) => encodeFrame(p)));
+    const frames = decodeSplit(bytes, cuts);
+    expect(frames.map((f) => Buffer.from(f).toString('hex'))).toEqual(ps.map((p) => Buffer.from(p).toString('hex')));
+  });
+
+  it('decodes the same when split at every single point, and byte by byte', () => {
+    const ps = [Buffer.from('zrs2.1'), Buffer.alloc(8), Buffer.alloc(0), Buffer.from('hello world')];
+    const bytes = Buffer.concat(ps.map((p) => encodeFrame(p)));
+    for (let cut = 0; cut <= bytes.length; cut++) {
+      expect(Buffer.concat(decodeSplit(bytes, [cut])).equals(Buffer.concat(ps))).toBe(true);
+    }
+    const d = new FrameDecoder();
+    const out = [...bytes].flatMap((b) => d.push(Buffer.of(b)));
+    expect(out.map((f) => f.toString())).toEqual(ps.map((p) => p.toString()));
+  });
+
+  it('checks the receive limit as soon as the header is complete, before any payload', () => {
+    const d = new FrameDecoder(PRIMARY_RECEIVE_LIMIT);
+    expect(d.push(frameHeader(8).subarray(0, 3))).toEqual([]);
+    let error: unknown;
+    try {
+      d.push(Buffer.from([9]));
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(FramingError);
+    expect((error as FramingError).code).toBe('ERR_FRAME_TOO_LARGE');
+    expect(() => d.push(Buffer.alloc(1))).toThrow(FramingError);
+  });
+
+  test.prop([fc.integer({ min: 0, max: 8 })])('a primary accepts frames of up to 8 bytes', (n) => {
+    expect(new FrameDecoder(PRIMARY_RECEIVE_LIMIT).push(encodeFrame(Buffer.alloc(n)))).toHaveLength(1);
+  });
+
+  it('refuses to encode a length a header cannot hold', () => {
+    expect(() => frameHeader(2 ** 32)).toThrow(FramingError);
+    expect(() => frameHeader(-1)).toThrow(FramingError);
+  });
+});
