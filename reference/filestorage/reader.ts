@@ -1,0 +1,259 @@
+/**
+ * Reading a FileStorage file, including one another process is appending to.
+ *
+ * The reader never trusts the tail: a transaction is whole only when its header, its data
+ * records and its trailing length are all in the file and its status is final. Reads are
+ * positioned (`pread`), one transaction header or one data record at a time, so memory
+ * stays bounded by the largest record.
+ * @module
+ */
+import { closeSync, fstatSync, openSync, readSync, statSync } from 'node:fs';
+import { FileFormatError, ZrsError } from '../errors.ts';
+import { compareTids, hex8, Z64 } from '../timestamp.ts';
+import {
+  DATA_HEADER_SIZE,
+  type DataRecord,
+  dataRecordLength,
+  decodeDataHeader,
+  decodeTxnHeader,
+  MAGIC_FS21,
+  MAGIC_FS30,
+  MAGIC_SIZE,
+  Status,
+  TRAILER_SIZE,
+  TXN_HEADER_SIZE,
+  type TxnHeader,
+} from './records.ts';
+
+/** A start tid later than every transaction a primary could send. */
+export class TidTooHighError extends ZrsError {
+  constructor(tid: Uint8Array, why: string) {
+    super('ERR_TID_TOO_HIGH', `start tid ${hex8(tid)} is too high: ${why}`);
+  }
+}
+
+/** A transaction header with its metadata, as found in the file. */
+export interface TxnInfo extends TxnHeader {
+  /** File offset of the transaction record. */
+  offset: number;
+  user: Buffer;
+  description: Buffer;
+  /** Raw extension bytes (a pickled dict, or empty). */
+  extension: Buffer;
+  /** Offset of the first data record. */
+  dataStart: number;
+  /** Offset just past the last data record (= offset + tlen). */
+  dataEnd: number;
+  /** Offset of the next transaction record. */
+  next: number;
+}
+
+/** What lies at an offset where a transaction record is expected. */
+export type TxnScan =
+  /** A whole transaction with a final status. */
+  | { kind: 'transaction'; txn: TxnInfo }
+  /** Nothing yet: the offset is the end of the file. */
+  | { kind: 'end' }
+  /** Part of a transaction: still being written, or torn by a crash. */
+  | { kind: 'partial'; have: number }
+  /** A whole transaction whose status is still `c` (voted, not finished). */
+  | { kind: 'checkpoint'; txn: TxnInfo };
+
+/** Record data as a primary sends it: backpointers resolved, and the one-hop hint. */
+export interface ResolvedData {
+  data: Buffer | null;
+  /** Tid of the record the back pointer names (one hop), or `null` without one. */
+  dataTxn: Buffer | null;
+}
+
+/** An open FileStorage file, read with positioned reads. */
+export class FileStorageReader {
+  private constructor(
+    readonly path: string,
+    private fd: number,
+    /** `FS30` or `FS21`. */
+    readonly magic: string,
+    private readonly ino: number,
+  ) {}
+
+  /** Opens a file and checks its magic. An empty file is refused (nothing to read). */
+  static open(path: string): FileStorageReader {
+    const fd = openSync(path, 'r');
+    try {
+      const head = Buffer.alloc(MAGIC_SIZE);
+      const n = readSync(fd, head, 0, MAGIC_SIZE, 0);
+      const magic = head.subarray(0, n).toString('latin1');
+      if (n === 0) throw new FileFormatError('ERR_FS_EMPTY', 'empty file', 0, 'FS-CHECK-3');
+      if (magic !== MAGIC_FS30 && magic !== MAGIC_FS21) {
+        throw new FileFormatError('ERR_FS_MAGIC', `invalid file header ${JSON.stringify(magic)}`, 0, 'FS-CHECK-3');
+      }
+      return new FileStorageReader(path, fd, magic, fstatSync(fd).ino);
+    } catch (e) {
+      closeSync(fd);
+      throw e;
+    }
+  }
+
+  /** Current size of the file in bytes. */
+  size(): number {
+    return fstatSync(this.fd).size;
+  }
+
+  /** True when the path now names another file (a pack replaced it). */
+  replaced(): boolean {
+    try {
+      return statSync(this.path).ino !== this.ino;
+    } catch {
+      return true;
+    }
+  }
+
+  close(): void {
+    if (this.fd >= 0) closeSync(this.fd);
+    this.fd = -1;
+  }
+
+  /** Reads up to `length` bytes at `offset`; fewer at the end of the file. */
+  read(offset: number, length: number): Buffer {
+    const buf = Buffer.allocUnsafe(length);
+    let got = 0;
+    while (got < length) {
+      const n = readSync(this.fd, buf, got, length - got, offset + got);
+      if (n === 0) break;
+      got += n;
+    }
+    return got === length ? buf : buf.subarray(0, got);
+  }
+
+  /** Reads exactly `length` bytes at `offset`, or throws naming what was cut. */
+  private readExactly(offset: number, length: number, what: string): Buffer {
+    const b = this.read(offset, length);
+    if (b.length < length) throw new FileFormatError('ERR_FS_TRUNCATED', `${what} is cut short`, offset);
+    return b;
+  }
+
+  /**
+   * Examines the transaction record at `offset`. Structural damage inside a transaction
+   * that is wholly present (a header longer than the record, a trailing length that differs)
+   * throws a {@link FileFormatError}.
+   */
+  scan(offset: number): TxnScan {
+    const size = this.size();
+    if (offset >= size) return { kind: 'end' };
+    const head = this.read(offset, TXN_HEADER_SIZE);
+    if (head.length < TXN_HEADER_SIZE) return { kind: 'partial', have: size - offset };
+    const h = decodeTxnHeader(head, offset);
+    const metaLength = h.ulen + h.dlen + h.elen;
+    if (h.tlen < TXN_HEADER_SIZE + metaLength) {
+      throw new FileFormatError('ERR_FS_TXN_HEADER', `transaction header is longer than its length ${h.tlen}`, offset, 'FS-CHECK-9');
+    }
+    const next = offset + h.tlen + TRAILER_SIZE;
+    if (next > size) return { kind: 'partial', have: size - offset };
+    const trailer = this.readExactly(offset + h.tlen, TRAILER_SIZE, 'redundant length').readBigUInt64BE(0);
+    if (trailer !== BigInt(h.tlen)) {
+      throw new FileFormatError(
+        'ERR_FS_REDUNDANT_LENGTH',
+        `redundant length ${trailer} differs from the transaction length ${h.tlen}`,
+        offset + h.tlen,
+        'FS-CHECK-13',
+      );
+    }
+    const meta = this.readExactly(offset + TXN_HEADER_SIZE, metaLength, 'transaction metadata');
+    const txn: TxnInfo = {
+      ...h,
+      offset,
+      user: meta.subarray(0, h.ulen),
+      description: meta.subarray(h.ulen, h.ulen + h.dlen),
+      extension: meta.subarray(h.ulen + h.dlen),
+      dataStart: offset + TXN_HEADER_SIZE + metaLength,
+      dataEnd: offset + h.tlen,
+      next,
+    };
+    return h.status === Status.CHECKPOINT ? { kind: 'checkpoint', txn } : { kind: 'transaction', txn };
+  }
+
+  /** Reads the data record at `offset`; `limit` is the end of its transaction's data. */
+  readDataRecord(offset: number, limit = Infinity): DataRecord {
+    if (offset + DATA_HEADER_SIZE > limit) {
+      throw new FileFormatError('ERR_FS_DATA_OVERRUN', 'data record header extends beyond the transaction', offset, 'FS-CHECK-11');
+    }
+    const h = decodeDataHeader(this.readExactly(offset, DATA_HEADER_SIZE, 'data record header'), offset);
+    const length = dataRecordLength(h);
+    if (offset + length > limit) {
+      throw new FileFormatError('ERR_FS_DATA_OVERRUN', 'data record extends beyond the transaction', offset, 'FS-CHECK-11');
+    }
+    const body = this.readExactly(offset + DATA_HEADER_SIZE, length - DATA_HEADER_SIZE, 'data record');
+    return {
+      ...h,
+      offset,
+      data: h.plen > 0 ? body : null,
+      back: h.plen > 0 ? 0 : Number(body.readBigUInt64BE(0)),
+    };
+  }
+
+  /** The data records of a transaction, in file order, read one at a time. */
+  *records(txn: TxnInfo): Generator<DataRecord> {
+    let at = txn.dataStart;
+    while (at < txn.dataEnd) {
+      const r = this.readDataRecord(at, txn.dataEnd);
+      yield r;
+      at += dataRecordLength(r);
+    }
+  }
+
+  /**
+   * Every whole transaction from `offset` on, in file order. Stops quietly at the end of
+   * the file, at a partial tail or at a `c` transaction (what follows is not committed).
+   */
+  *transactions(offset = MAGIC_SIZE): Generator<TxnInfo> {
+    for (;;) {
+      const s = this.scan(offset);
+      if (s.kind !== 'transaction') return;
+      yield s.txn;
+      offset = s.txn.next;
+    }
+  }
+
+  /**
+   * The data a record stands for and the hint a primary sends with it: data is found by
+   * following back pointers to the first record with data (none when a pointer is 0);
+   * the hint is the tid of the record the first back pointer names.
+   */
+  resolve(record: DataRecord): ResolvedData {
+    if (record.data !== null) return { data: record.data, dataTxn: null };
+    if (record.back === 0) return { data: null, dataTxn: null };
+    let r = record;
+    let dataTxn: Buffer | null = null;
+    while (r.data === null && r.back !== 0) {
+      if (r.back >= r.offset || r.back < MAGIC_SIZE) {
+        throw new FileFormatError('ERR_FS_BACK_POINTER', `back pointer ${r.back} does not point before the record`, r.offset, 'FS-CHECK-18');
+      }
+      const target = this.readDataRecord(r.back);
+      if (!target.oid.equals(record.oid)) {
+        throw new FileFormatError('ERR_FS_BACK_POINTER', `back pointer ${r.back} names a record of another object`, r.offset, 'FS-CHECK-19');
+      }
+      dataTxn ??= target.tid;
+      r = target;
+    }
+    return { data: r.data, dataTxn };
+  }
+
+  /**
+   * Where a stream that starts after `startTid` begins: the first transaction whose tid is
+   * greater. `z64` means the first transaction. Any 8 bytes are accepted; a tid at or past
+   * the end of the committed transactions throws {@link TidTooHighError}.
+   */
+  positionAfter(startTid: Uint8Array): number {
+    if (compareTids(startTid, Z64) === 0) return MAGIC_SIZE;
+    let offset = MAGIC_SIZE;
+    for (;;) {
+      const s = this.scan(offset);
+      if (s.kind === 'end' || s.kind === 'partial') throw new TidTooHighError(startTid, 'no transaction follows it');
+      if (s.kind === 'checkpoint') throw new TidTooHighError(startTid, 'reached a transaction still being committed');
+      const c = compareTids(s.txn.tid, startTid);
+      if (c > 0) return offset;
+      if (c === 0) return s.txn.next;
+      offset = s.txn.next;
+    }
+  }
+}
