@@ -1,11 +1,14 @@
 /**
- * The pickle encoder of the ZRS profile: byte for byte what Python 3's C pickler writes at
- * protocol 1 in fast mode (no memo), which is how zc.zrs encodes its control messages.
+ * Pickle encoders that write byte for byte what Python 3's C pickler writes, in the two
+ * profiles ZRS needs:
  *
- * Wire facts: no `PROTO` opcode (protocol 1 has none); text is `BINUNICODE`; non-empty bytes
- * are `_codecs.encode(latin-1 text, 'latin1')`, empty bytes `__builtin__.bytes()`; integers
- * use the shortest of `BININT1`, `BININT2`, `BININT`, else decimal `LONG`; booleans are
- * `I01`/`I00`; floats `BINFLOAT`; dicts and lists are filled in batches of 1000.
+ * - {@link dumpPickle}: protocol 1 in fast mode (no memo), how zc.zrs encodes its control
+ *   messages. No `PROTO` opcode (protocol 1 has none); text is `BINUNICODE`; non-empty bytes
+ *   are `_codecs.encode(latin-1 text, 'latin1')`, empty bytes `__builtin__.bytes()`; integers
+ *   use the shortest of `BININT1`, `BININT2`, `BININT`, else decimal `LONG`; booleans are
+ *   `I01`/`I00`; floats `BINFLOAT`; dicts and lists are filled in batches of 1000.
+ * - {@link dumpExtension}: protocol 3 with a memo, how ZODB on Python 3 writes a
+ *   transaction's extension dict into a FileStorage file.
  * @module
  */
 import { PickleError } from '../errors.ts';
@@ -27,15 +30,39 @@ const BATCH = 1000;
 /** Python's pickler gives up (RecursionError) near this depth; so does this one. */
 const MAX_DEPTH = 900;
 
-/** Encodes one value as a standalone protocol 1 pickle, ending with `STOP`. */
+/** Encodes one value as a standalone protocol 1 pickle without memo, ending with `STOP`. */
 export function dumpPickle(value: PickleValue): Buffer {
-  const w = new Writer();
+  const w = new Writer(1);
   w.value(value, 0);
   w.byte(Op.STOP);
   return w.finish();
 }
 
+/**
+ * Encodes a transaction's extension dict as ZODB on Python 3 stores it: empty bytes for an
+ * empty dict, else a protocol 3 pickle with a memo. Objects that a Python unpickler shares
+ * (the empty and one-character strings, empty and one-byte bytes, classes) are written once
+ * and then fetched from the memo; any other value is assumed to be a distinct object, as it is
+ * after unpickling a message that was written without a memo.
+ */
+export function dumpExtension(extension: PyDict): Buffer {
+  if (extension.entries.length === 0) return Buffer.alloc(0);
+  const w = new Writer(3);
+  w.byte(Op.PROTO);
+  w.byte(3);
+  w.value(extension, 0);
+  w.byte(Op.STOP);
+  return w.finish();
+}
+
 class Writer {
+  /** Memo of protocol 3: key (object, or a string naming a shared value) to index. */
+  private readonly memo: Map<unknown, number> | null;
+
+  constructor(private readonly proto: 1 | 3) {
+    this.memo = proto >= 3 ? new Map() : null;
+  }
+
   private buf = Buffer.allocUnsafe(256);
   private len = 0;
 
@@ -84,15 +111,50 @@ class Writer {
   }
 
   text(s: string): void {
+    // Python shares '' and one-character strings below U+0100; others are distinct objects.
+    const key = s.length === 0 || (s.length === 1 && s.charCodeAt(0) < 256) ? `s:${s}` : undefined;
+    if (this.fetch(key)) return;
     const utf8 = encodeUtf8(s);
     this.byte(Op.BINUNICODE);
     this.u32(utf8.length);
     this.raw(utf8);
+    this.put(key);
   }
 
   global(module: string, name: string): void {
+    if (this.fetch(`g:${module}\n${name}`)) return;
     this.byte(Op.GLOBAL);
     this.ascii(`${module}\n${name}\n`);
+    this.put(`g:${module}\n${name}`);
+  }
+
+  /** Writes a memo GET and returns true when `key` was stored before. */
+  private fetch(key: unknown): boolean {
+    const index = key === undefined ? undefined : this.memo?.get(key);
+    if (index === undefined) return false;
+    if (index < 256) {
+      this.byte(Op.BINGET);
+      this.byte(index);
+    } else {
+      this.byte(Op.LONG_BINGET);
+      this.u32(index);
+    }
+    return true;
+  }
+
+  /** Stores the object just written in the memo (protocol 3 only). */
+  private put(key: unknown): void {
+    if (!this.memo) return;
+    const index = this.memo.size;
+    // Every memoised object takes an index, shared or not; unshared ones get a fresh key.
+    this.memo.set(key === undefined ? Symbol() : key, index);
+    if (index < 256) {
+      this.byte(Op.BINPUT);
+      this.byte(index);
+    } else {
+      this.byte(Op.LONG_BINPUT);
+      this.u32(index);
+    }
   }
 
   int(n: bigint): void {
@@ -105,6 +167,16 @@ class Writer {
     } else if (n >= -0x80000000n && n <= 0x7fffffffn) {
       this.byte(Op.BININT);
       this.i32(Number(n));
+    } else if (this.proto >= 2) {
+      const b = longBytes(n);
+      if (b.length < 256) {
+        this.byte(Op.LONG1);
+        this.byte(b.length);
+      } else {
+        this.byte(Op.LONG4);
+        this.i32(b.length);
+      }
+      this.raw(b);
     } else {
       this.byte(Op.LONG);
       this.ascii(`${n}L\n`);
@@ -112,6 +184,20 @@ class Writer {
   }
 
   bytes(b: Uint8Array): void {
+    if (this.proto >= 3) {
+      // Python shares b'' and one-byte bytes; others are distinct objects.
+      const key = b.length <= 1 ? `b:${b[0] ?? ''}` : b;
+      if (this.fetch(key)) return;
+      if (b.length < 256) {
+        this.byte(Op.SHORT_BINBYTES);
+        this.byte(b.length);
+      } else {
+        this.byte(Op.BINBYTES);
+        this.u32(b.length);
+      }
+      this.raw(b);
+      return this.put(key);
+    }
     if (b.length === 0) {
       this.global('__builtin__', 'bytes');
       this.byte(Op.EMPTY_TUPLE);
@@ -129,15 +215,25 @@ class Writer {
     for (const v of values) this.value(v, depth);
   }
 
-  private tuple(items: PickleValue[], depth: number): void {
+  private tuple(t: PyTuple, depth: number): void {
+    const items = t.items;
     if (items.length === 0) return this.byte(Op.EMPTY_TUPLE);
-    this.byte(Op.MARK);
-    this.items(items, depth);
-    this.byte(Op.TUPLE);
+    if (this.fetch(t)) return;
+    if (this.proto >= 2 && items.length <= 3) {
+      this.items(items, depth);
+      this.byte(Op.TUPLE1 + items.length - 1);
+    } else {
+      this.byte(Op.MARK);
+      this.items(items, depth);
+      this.byte(Op.TUPLE);
+    }
+    this.put(t);
   }
 
   private list(items: PickleValue[], depth: number): void {
+    if (this.fetch(items)) return;
     this.byte(Op.EMPTY_LIST);
+    this.put(items);
     if (items.length === 1) {
       this.value(items[0]!, depth);
       return this.byte(Op.APPEND);
@@ -150,8 +246,11 @@ class Writer {
     }
   }
 
-  private dict(entries: [PickleValue, PickleValue][], depth: number): void {
+  private dict(d: PyDict, depth: number): void {
+    const entries = d.entries;
+    if (this.fetch(d)) return;
     this.byte(Op.EMPTY_DICT);
+    this.put(d);
     if (entries.length === 0) return;
     if (entries.length === 1) {
       this.value(entries[0]![0], depth);
@@ -183,6 +282,7 @@ class Writer {
     if (v === null) return this.byte(Op.NONE);
     switch (typeof v) {
       case 'boolean':
+        if (this.proto >= 2) return this.byte(v ? Op.NEWTRUE : Op.NEWFALSE);
         return this.ascii(v ? 'I01\n' : 'I00\n');
       case 'bigint':
         return this.int(v);
@@ -198,13 +298,15 @@ class Writer {
     }
     if (v instanceof Uint8Array) return this.bytes(v);
     if (Array.isArray(v)) return this.list(v, d);
-    if (v instanceof PyTuple) return this.tuple(v.items, d);
-    if (v instanceof PyDict) return this.dict(v.entries, d);
+    if (v instanceof PyTuple) return this.tuple(v, d);
+    if (v instanceof PyDict) return this.dict(v, d);
     if (v instanceof PyGlobal) return this.global(v.module, v.name);
     if (v instanceof PyReduce) {
+      if (this.fetch(v)) return;
       this.value(v.callable, d);
       this.value(v.args, d);
-      return this.byte(Op.REDUCE);
+      this.byte(Op.REDUCE);
+      return this.put(v);
     }
     if (v instanceof PyBuild) {
       this.value(v.object, d);
@@ -233,6 +335,13 @@ class Writer {
    * `__new__` took no arguments.
    */
   private newObj(v: PyNewObj, depth: number): void {
+    if (this.proto >= 2) {
+      if (this.fetch(v)) return;
+      this.value(v.cls, depth);
+      this.tuple(new PyTuple(v.args), depth);
+      this.byte(Op.NEWOBJ);
+      return this.put(v);
+    }
     if (v.args.length > 0) {
       throw new PickleError('ERR_PICKLE_TYPE', 'an object made with NEWOBJ arguments has no protocol 1 form', this.len);
     }
@@ -244,4 +353,17 @@ class Writer {
     this.byte(Op.TUPLE);
     this.byte(Op.REDUCE);
   }
+}
+
+/** Minimal little-endian two's complement bytes of a non-zero integer (LONG1, LONG4). */
+function longBytes(n: bigint): Buffer {
+  const out: number[] = [];
+  let v = n;
+  for (;;) {
+    out.push(Number(v & 0xffn));
+    v >>= 8n;
+    const sign = out[out.length - 1]! & 0x80;
+    if ((v === 0n && !sign) || (v === -1n && sign)) break;
+  }
+  return Buffer.from(out);
 }

@@ -3,7 +3,7 @@ import { fc, test } from '@fast-check/vitest';
 import { describe, expect, it } from 'vitest';
 import { PickleError } from '../errors.ts';
 import { loadPickle, readPickle } from '../pickle/decoder.ts';
-import { dumpPickle } from '../pickle/encoder.ts';
+import { dumpExtension, dumpPickle } from '../pickle/encoder.ts';
 import { type PickleValue, PyBuild, PyDict, PyGlobal, PyReduce, PyTuple } from '../pickle/values.ts';
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
@@ -65,14 +65,17 @@ out = []
 for d in json.load(sys.stdin):
     value = build(d)
     b = io.BytesIO(); p = pickle.Pickler(b, 1); p.fast = 1; p.dump(value)
-    out.append({'fast1': b.getvalue().hex(), 'all': [pickle.dumps(value, n).hex() for n in range(6)]})
+    # what a ZODB secondary stores: the dict unpickled from the message, pickled at protocol 3
+    m = io.BytesIO(); p = pickle.Pickler(m, 1); p.fast = 1; p.dump({'v': value, 'w': value})
+    ext = pickle.dumps(pickle.loads(m.getvalue()), 3)
+    out.append({'fast1': b.getvalue().hex(), 'all': [pickle.dumps(value, n).hex() for n in range(6)], 'ext': ext.hex()})
 json.dump(out, sys.stdout)
 `;
 
-function python(values: PickleValue[]): { fast1: string; all: string[] }[] | null {
+function python(values: PickleValue[]): { fast1: string; all: string[]; ext: string }[] | null {
   const r = spawnSync('python3', ['-c', PYTHON], { input: JSON.stringify(values.map(describeValue)), maxBuffer: 1 << 28 });
   if (r.error || r.status !== 0) return null;
-  return JSON.parse(r.stdout.toString()) as { fast1: string; all: string[] }[];
+  return JSON.parse(r.stdout.toString()) as { fast1: string; all: string[]; ext: string }[];
 }
 
 /** Equality that tells int from float and -0.0 from 0.0 (dict keys are unique in Python). */
@@ -196,6 +199,13 @@ describe('differential test against Python 3 pickle', () => {
 
   it.skipIf(expected === null)('encodes 400 random values exactly as Python (protocol 1, fast)', () => {
     values.forEach((v, i) => expect(hex(dumpPickle(v)), `value #${i}`).toBe(expected![i]!.fast1));
+  });
+
+  it.skipIf(expected === null)('writes extension dicts as ZODB does after unpickling them from a message', () => {
+    values.forEach((v, i) => {
+      const received = loadPickle(dumpPickle(new PyDict([['v', v], ['w', v]])));
+      expect(hex(dumpExtension(received as PyDict)), `value #${i}`).toBe(expected![i]!.ext);
+    });
   });
 
   it.skipIf(expected === null)('decodes Python pickles of protocols 0 to 5 to the same values', () => {

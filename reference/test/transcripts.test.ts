@@ -6,6 +6,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { FrameDecoder, PRIMARY_RECEIVE_LIMIT } from '../framing.ts';
 import type { BlobMessage, StoreMessage, TransactionMessage } from '../messages.ts';
+import { dumpExtension } from '../pickle/encoder.ts';
 import { type PickleValue, PyDict, PyTuple } from '../pickle/values.ts';
 import { type OutgoingRecord, StreamDecoder, StreamEncoder } from '../stream.ts';
 import { HAS_INTEROP, INTEROP, interopFile, interopJson, type Manifest, type TranscriptInfo } from './interop.ts';
@@ -96,6 +97,8 @@ describe.skipIf(!HAS_INTEROP)('transcripts of a real zc.zrs primary', () => {
         expect(hex(got.begin.user)).toBe(want.user_hex);
         expect(hex(got.begin.description)).toBe(want.description_hex);
         expect(render(got.begin.extension)).toEqual(want.extension);
+        // what a secondary writes for the extension is what ZODB wrote on the primary
+        expect(dumpExtension(got.begin.extension).toString('hex')).toBe(want.extension_bytes_hex);
         expect(
           got.records.map((r) => ({
             oid: hex(r.message.oid),
