@@ -80,7 +80,7 @@ describe.skipIf(!HAS_INTEROP)('transcripts of a real zc.zrs primary', () => {
       expect(hex(t.startTid)).toBe(info.start_tid);
     });
 
-    it('[WIRE-SUM-1] decodes every frame and every commit digest verifies', () => {
+    it('[WIRE-SUM-1] [WIRE-SUM-2] [WIRE-SUM-3] [WIRE-SUM-4] decodes every frame and every commit digest verifies', () => {
       expect(t.open).toBeNull();
       expect(t.txns).toHaveLength(info.complete_transactions);
       const records = t.txns.flatMap((x) => x.records);
@@ -88,7 +88,7 @@ describe.skipIf(!HAS_INTEROP)('transcripts of a real zc.zrs primary', () => {
       expect(records.filter((r) => r.message.type === 'B')).toHaveLength(info.message_counts.B ?? 0);
     });
 
-    it('[WIRE-TXN-1] carries the transactions of the served file, in file order', () => {
+    it('[WIRE-TXN-1] [WIRE-TXN-5] [WIRE-TXN-6] [WIRE-DATA-1] [WIRE-DATA-2] [WIRE-DATA-3] [WIRE-DATA-4] carries the transactions of the served file, in file order', () => {
       const expected = manifest.transaction_log.slice(skip).filter((x) => x.status !== 'u');
       expect(t.txns.map((x) => hex(x.begin.tid))).toEqual(expected.map((x) => x.tid));
       t.txns.forEach((got, i) => {
@@ -110,13 +110,13 @@ describe.skipIf(!HAS_INTEROP)('transcripts of a real zc.zrs primary', () => {
       });
     });
 
-    it('[WIRE-PICKLE-1] our encoder reproduces the stream byte for byte', () => {
+    it('[WIRE-PICKLE-1] [WIRE-PICKLE-2] [WIRE-PICKLE-3] [WIRE-MSG-2] our encoder reproduces the stream byte for byte', () => {
       const encoder = new StreamEncoder(t.startTid);
       const frames = t.txns.flatMap((x) => encoder.transaction(x.begin, x.records));
       expect(Buffer.concat(frames).equals(t.stream)).toBe(true);
     });
 
-    it.skipIf(!name.startsWith('blobs'))('[WIRE-BLOB-1] blob chunks are 65536 bytes and hold the blob file', () => {
+    it.skipIf(!name.startsWith('blobs'))('[WIRE-BLOB-2] [WIRE-BLOB-3] blob chunks are 65536 bytes and hold the blob file', () => {
       const blobDir = path.join(INTEROP, 'blobs/blobs');
       let blobs = 0;
       for (const r of t.txns.flatMap((x) => x.records)) {
@@ -134,7 +134,7 @@ describe.skipIf(!HAS_INTEROP)('transcripts of a real zc.zrs primary', () => {
     });
   });
 
-  it('[WIRE-HS-4] a blob-serving primary refuses zrs2.0 without sending a byte', () => {
+  it('[WIRE-HS-8] [WIRE-HS-12] a blob-serving primary refuses zrs2.0 without sending a byte', () => {
     const sent = new FrameDecoder(PRIMARY_RECEIVE_LIMIT).push(interopFile('transcripts/blobs-zrs20-refused.zrs.sent'));
     expect(sent[0]!.toString('latin1')).toBe('zrs2.0');
     expect(interopFile('transcripts/blobs-zrs20-refused.zrs')).toHaveLength(0);

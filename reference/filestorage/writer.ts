@@ -1,0 +1,371 @@
+/**
+ * Writing a FileStorage file: recovery of a damaged tail on open, and appending whole
+ * transactions with the commit protocol of spec/file-format.md §4 (write everything with
+ * status `c`, then overwrite the status byte, then fsync; only then is it committed).
+ *
+ * Records are written with `restore` semantics, as a secondary needs them: the serial is
+ * the one given, and a `dataTxn` hint becomes a back pointer when the hinted transaction
+ * holds a record of the same object with the same data; otherwise the data itself is
+ * written (a missing hinted transaction is not an error, see spec/deviations.md).
+ * @module
+ */
+import {
+  closeSync,
+  existsSync,
+  fsyncSync,
+  ftruncateSync,
+  openSync,
+  rmSync,
+  writeSync,
+} from 'node:fs';
+import { FileFormatError, ZrsError } from '../errors.ts';
+import { compareTids, hex8, Z64 } from '../timestamp.ts';
+import { FileStorageReader } from './reader.ts';
+import {
+  encodeDataRecord,
+  encodeTxnHeader,
+  MAGIC_FS30,
+  MAGIC_SIZE,
+  MAX_META_LENGTH,
+  Status,
+  TRAILER_SIZE,
+  TXN_HEADER_SIZE,
+} from './records.ts';
+
+/** What recovery did when the file was opened. */
+export interface Recovery {
+  /** Offset where the damaged tail started and the file now ends. */
+  truncatedAt: number;
+  /** Bytes removed. */
+  removed: number;
+  /** Where the removed bytes were saved (`FILE.trN`). */
+  savedAs: string;
+  /** Which case of spec/file-format.md §6 it was. */
+  reason: 'cut header' | 'cut record' | 'checkpoint' | 'crash debris';
+}
+
+/** Metadata of a transaction to append. */
+export interface TxnMeta {
+  tid: Uint8Array;
+  /** `' '`, or `'p'` when a secondary copies a packed transaction. */
+  status: string;
+  user: Uint8Array;
+  description: Uint8Array;
+  /** Raw extension bytes (see `dumpExtension`). */
+  extension: Uint8Array;
+}
+
+/** A record to append, with `restore` semantics. */
+export interface RecordToWrite {
+  oid: Uint8Array;
+  /** The record's tid; normally the transaction's. */
+  serial: Uint8Array;
+  /** The object's data, or `null` for a revision without data. */
+  data: Uint8Array | null;
+  /** Tid of a transaction that may hold the same data for this object. */
+  dataTxn?: Uint8Array | null;
+}
+
+const oidKey = (oid: Uint8Array) => Buffer.from(oid.buffer, oid.byteOffset, 8).readBigUInt64BE(0);
+
+/** An open, writable FileStorage file. One transaction at a time. */
+export class FileStorageWriter {
+  private fd: number;
+  private reader: FileStorageReader;
+  /** Offset just past the last committed transaction. */
+  private endOffset: number;
+  private last: Buffer;
+  /** oid → offset of its latest committed data record. */
+  private readonly latest = new Map<bigint, number>();
+  /** tid → offset of the transaction, for back pointer hints. */
+  private readonly txnAt = new Map<bigint, number>();
+  private open: PendingTransaction | null = null;
+
+  private constructor(
+    readonly path: string,
+    readonly recovery: Recovery | null,
+  ) {
+    this.fd = openSync(path, 'r+');
+    this.reader = FileStorageReader.open(path);
+    this.endOffset = MAGIC_SIZE;
+    this.last = Z64;
+    for (const t of this.reader.transactions()) this.index(t.offset, t.tid, t.status);
+  }
+
+  /**
+   * Opens (creating it with the `FS30` magic when missing or empty) and recovers the file:
+   * a damaged tail is saved to the first unused `FILE.trN` and cut off, and a stale
+   * `FILE.index` removed. Damage anywhere else is refused with a {@link FileFormatError}.
+   */
+  static open(path: string): FileStorageWriter {
+    if (!existsSync(path)) closeSync(openSync(path, 'wx'));
+    const fd = openSync(path, 'r+');
+    let recovery: Recovery | null;
+    try {
+      recovery = recover(path, fd);
+    } finally {
+      closeSync(fd);
+    }
+    return new FileStorageWriter(path, recovery);
+  }
+
+  /** Tid of the last committed transaction (z64 when there is none). */
+  get lastTid(): Buffer {
+    return this.last;
+  }
+
+  /** Offset just past the last committed transaction: the size of the committed file. */
+  get end(): number {
+    return this.endOffset;
+  }
+
+  /** The magic of the file. */
+  get magic(): string {
+    return this.reader.magic;
+  }
+
+  private index(offset: number, tid: Buffer, status: string): void {
+    const s = this.reader.scan(offset);
+    if (s.kind !== 'transaction') throw new FileFormatError('ERR_FS_INTERNAL', 'committed transaction not readable', offset);
+    if (status !== Status.UNDONE) for (const r of this.reader.records(s.txn)) this.latest.set(oidKey(r.oid), r.offset);
+    this.txnAt.set(tid.readBigUInt64BE(0), offset);
+    this.endOffset = s.txn.next;
+    this.last = tid;
+  }
+
+  /**
+   * Starts a transaction. Its tid must be greater than the last committed one
+   * (FS-TID-2): a secondary that receives an older tid has diverged from its primary.
+   */
+  begin(meta: TxnMeta): PendingTransaction {
+    if (this.fd < 0) throw new ZrsError('ERR_FS_CLOSED', 'the storage is closed');
+    if (this.open) throw new ZrsError('ERR_FS_BUSY', 'a transaction is already in progress');
+    if (meta.tid.length !== 8) throw new ZrsError('ERR_FS_TID', 'a tid has 8 bytes');
+    if (compareTids(meta.tid, this.last) <= 0) {
+      throw new ZrsError(
+        'ERR_FS_TID_ORDER',
+        `transaction ${hex8(meta.tid)} is not later than the last one, ${hex8(this.last)}`,
+        'FS-TID-2',
+      );
+    }
+    if (meta.status !== Status.COMMITTED && meta.status !== Status.PACKED) {
+      throw new ZrsError('ERR_FS_STATUS', `a transaction cannot be committed with status ${JSON.stringify(meta.status)}`, 'FS-STATUS-4');
+    }
+    for (const [name, v] of [['user', meta.user], ['description', meta.description], ['extension', meta.extension]] as const) {
+      if (v.length > MAX_META_LENGTH) throw new ZrsError('ERR_FS_META_TOO_LONG', `${name} is longer than 65535 bytes`, 'FS-TXN-4');
+    }
+    this.open = new PendingTransaction(this, meta);
+    return this.open;
+  }
+
+  /** Appends one whole transaction: begin, records, vote and finish. */
+  commit(meta: TxnMeta, records: RecordToWrite[]): number {
+    const t = this.begin(meta);
+    try {
+      for (const r of records) t.restore(r);
+      t.vote();
+    } catch (e) {
+      t.abort();
+      throw e;
+    }
+    return t.finish();
+  }
+
+  /** @internal Position and back pointer for a record, following the writer's index. */
+  placeRecord(r: RecordToWrite): { prev: number; back: number } {
+    const prev = this.latest.get(oidKey(r.oid)) ?? 0;
+    let back = 0;
+    if (r.dataTxn) {
+      const at = this.txnAt.get(Buffer.from(r.dataTxn).readBigUInt64BE(0));
+      if (at !== undefined) back = this.matchingRecord(at, r);
+    }
+    return { prev, back };
+  }
+
+  /** Offset of the record of `r.oid` in the transaction at `tpos` whose data equals `r.data`, or 0. */
+  private matchingRecord(tpos: number, r: RecordToWrite): number {
+    const s = this.reader.scan(tpos);
+    if (s.kind !== 'transaction') return 0;
+    const oid = Buffer.from(r.oid);
+    for (const rec of this.reader.records(s.txn)) {
+      if (!rec.oid.equals(oid)) continue;
+      const { data } = this.reader.resolve(rec);
+      const same = data === null || r.data === null ? data === r.data : data.equals(r.data);
+      return same ? rec.offset : 0;
+    }
+    return 0;
+  }
+
+  /** @internal Writes bytes at an offset, all of them. */
+  writeAt(bytes: Uint8Array, offset: number): void {
+    let done = 0;
+    while (done < bytes.length) done += writeSync(this.fd, bytes, done, bytes.length - done, offset + done);
+  }
+
+  /** @internal Makes the voted transaction at `tpos` committed. */
+  finished(t: PendingTransaction, tpos: number, status: string): void {
+    this.writeAt(Buffer.from(status, 'latin1'), tpos + 16);
+    fsyncSync(this.fd);
+    this.open = null;
+    this.index(tpos, Buffer.from(t.meta.tid), status);
+  }
+
+  /** @internal Abandons the transaction, cutting back anything it wrote. */
+  aborted(voted: boolean): void {
+    if (voted) {
+      ftruncateSync(this.fd, this.endOffset);
+      fsyncSync(this.fd);
+    }
+    this.open = null;
+  }
+
+  close(): void {
+    if (this.open) this.open.abort();
+    if (this.fd >= 0) closeSync(this.fd);
+    this.reader.close();
+    this.fd = -1;
+  }
+}
+
+/** A transaction between `begin` and `finish` or `abort`. */
+export class PendingTransaction {
+  private readonly parts: Buffer[] = [];
+  private length = 0;
+  private state: 'open' | 'voted' | 'done' = 'open';
+  private readonly headerLength: number;
+  private readonly tpos: number;
+
+  constructor(
+    private readonly writer: FileStorageWriter,
+    readonly meta: TxnMeta,
+  ) {
+    this.headerLength = TXN_HEADER_SIZE + meta.user.length + meta.description.length + meta.extension.length;
+    this.tpos = writer.end;
+  }
+
+  /** Adds a data record (or a back pointer, when the hint matches). */
+  restore(r: RecordToWrite): void {
+    if (this.state !== 'open') throw new ZrsError('ERR_FS_TXN_STATE', `cannot add a record to a ${this.state} transaction`);
+    if (r.oid.length !== 8 || r.serial.length !== 8) throw new ZrsError('ERR_FS_OID', 'oids and serials have 8 bytes');
+    const { prev, back } = this.writer.placeRecord(r);
+    const record = encodeDataRecord({
+      oid: Buffer.from(r.oid),
+      tid: Buffer.from(r.serial),
+      prev,
+      tloc: this.tpos,
+      vlen: 0,
+      data: back ? null : r.data && r.data.length ? Buffer.from(r.data) : null,
+      back,
+    });
+    this.parts.push(record);
+    this.length += record.length;
+  }
+
+  /** Writes the whole record with status `c` at the end of the file (FS-COMMIT-1). */
+  vote(): void {
+    if (this.state !== 'open') throw new ZrsError('ERR_FS_TXN_STATE', `cannot vote a ${this.state} transaction`);
+    const tlen = this.headerLength + this.length;
+    const header = encodeTxnHeader({
+      tid: Buffer.from(this.meta.tid),
+      tlen,
+      status: Status.CHECKPOINT,
+      ulen: this.meta.user.length,
+      dlen: this.meta.description.length,
+      elen: this.meta.extension.length,
+    });
+    const trailer = Buffer.alloc(TRAILER_SIZE);
+    trailer.writeBigUInt64BE(BigInt(tlen));
+    const bytes = Buffer.concat([header, this.meta.user, this.meta.description, this.meta.extension, ...this.parts, trailer]);
+    this.state = 'voted';
+    try {
+      this.writer.writeAt(bytes, this.tpos);
+    } catch (e) {
+      this.abort();
+      throw e;
+    }
+  }
+
+  /** Overwrites the status byte and syncs (FS-COMMIT-2); returns the transaction's offset. */
+  finish(): number {
+    if (this.state !== 'voted') throw new ZrsError('ERR_FS_TXN_STATE', `cannot finish a ${this.state} transaction`);
+    this.state = 'done';
+    this.writer.finished(this, this.tpos, this.meta.status);
+    return this.tpos;
+  }
+
+  /** Abandons the transaction; after a vote the file is cut back (FS-COMMIT-3). */
+  abort(): void {
+    if (this.state === 'done') return;
+    const voted = this.state === 'voted';
+    this.state = 'done';
+    this.writer.aborted(voted);
+  }
+}
+
+/** Finds a damaged tail (spec/file-format.md §6), saves it and cuts it off. */
+function recover(path: string, fd: number): Recovery | null {
+  const reader = (() => {
+    try {
+      return FileStorageReader.open(path);
+    } catch (e) {
+      if (e instanceof FileFormatError && e.code === 'ERR_FS_EMPTY') {
+        writeSync(fd, Buffer.from(MAGIC_FS30, 'latin1'), 0, MAGIC_SIZE, 0);
+        fsyncSync(fd);
+        return FileStorageReader.open(path);
+      }
+      throw e;
+    }
+  })();
+  try {
+    const size = reader.size();
+    let tpos = MAGIC_SIZE;
+    let reason: Recovery['reason'] | null = null;
+    for (;;) {
+      let s;
+      try {
+        s = reader.scan(tpos);
+      } catch (e) {
+        if (e instanceof FileFormatError && e.code === 'ERR_FS_TXN_HEADER' && looksLikeDebris(reader, size, tpos)) {
+          reason = 'crash debris';
+          break;
+        }
+        throw e;
+      }
+      if (s.kind === 'end') return null;
+      if (s.kind === 'partial') {
+        reason = s.have < TXN_HEADER_SIZE ? 'cut header' : 'cut record';
+        break;
+      }
+      if (s.kind === 'checkpoint') {
+        reason = 'checkpoint';
+        break;
+      }
+      for (const _ of reader.records(s.txn)); // whole records must be sound (FS-RECOVER-6)
+      tpos = s.txn.next;
+    }
+    let n = 0;
+    while (existsSync(`${path}.tr${n}`)) n++;
+    const savedAs = `${path}.tr${n}`;
+    const tr = openSync(savedAs, 'wx');
+    try {
+      const tail = reader.read(tpos, size - tpos);
+      writeSync(tr, tail, 0, tail.length, 0);
+      fsyncSync(tr);
+    } finally {
+      closeSync(tr);
+    }
+    ftruncateSync(fd, tpos);
+    fsyncSync(fd);
+    rmSync(`${path}.index`, { force: true });
+    return { truncatedAt: tpos, removed: size - tpos, savedAs, reason };
+  } finally {
+    reader.close();
+  }
+}
+
+/** Case (d): the last 8 bytes of the file cannot be the trailing length of a last record. */
+function looksLikeDebris(reader: FileStorageReader, size: number, tpos: number): boolean {
+  if (size - tpos < 8) return true;
+  const r = Number(reader.read(size - 8, 8).readBigUInt64BE(0));
+  return size - r < tpos || r < TXN_HEADER_SIZE;
+}

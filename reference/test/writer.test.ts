@@ -1,0 +1,259 @@
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fc, test } from '@fast-check/vitest';
+import { afterAll, describe, expect, it } from 'vitest';
+import { ZrsError } from '../errors.ts';
+import { checkFile } from '../filestorage/checker.ts';
+import { FileStorageReader } from '../filestorage/reader.ts';
+import { FileStorageWriter, type RecordToWrite, type TxnMeta } from '../filestorage/writer.ts';
+import { FrameDecoder, PRIMARY_RECEIVE_LIMIT } from '../framing.ts';
+import { dumpExtension } from '../pickle/encoder.ts';
+import { StreamDecoder } from '../stream.ts';
+import { hex8, tidFromString } from '../timestamp.ts';
+import { HAS_INTEROP, INTEROP, interopFile } from './interop.ts';
+
+const work = mkdtempSync(path.join(tmpdir(), 'zrs-writer-'));
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+let counter = 0;
+const fresh = (name = 'Data.fs') => path.join(mkdtempSync(path.join(work, `${counter++}-`)), name);
+
+/** Applies a captured primary stream to a writer, as a secondary does. */
+function replicate(transcript: string, file: string): number {
+  const [, startTid] = new FrameDecoder(PRIMARY_RECEIVE_LIMIT).push(interopFile(`transcripts/${transcript}.zrs.sent`));
+  const decoder = new StreamDecoder(startTid!);
+  const writer = FileStorageWriter.open(file);
+  let meta: TxnMeta | null = null;
+  let records: RecordToWrite[] = [];
+  let n = 0;
+  for (const frame of new FrameDecoder().push(interopFile(`transcripts/${transcript}.zrs`))) {
+    const e = decoder.push(frame);
+    if (e?.kind === 'begin') {
+      const m = e.message;
+      meta = { tid: m.tid, status: m.status, user: m.user, description: m.description, extension: dumpExtension(m.extension) };
+      records = [];
+    } else if (e?.kind === 'record') {
+      records.push({ oid: e.message.oid, serial: e.message.tid, data: e.data, dataTxn: e.message.dataTxn });
+    } else if (e?.kind === 'commit') {
+      writer.commit(meta!, records);
+      n++;
+    }
+  }
+  writer.close();
+  return n;
+}
+
+/** Transactions and resolved records of a file, for comparing content. */
+function content(file: string) {
+  const r = FileStorageReader.open(file);
+  try {
+    return [...r.transactions()].map((t) => ({
+      tid: hex8(t.tid),
+      status: t.status,
+      user: t.user.toString('hex'),
+      description: t.description.toString('hex'),
+      extension: t.extension.toString('hex'),
+      records: [...r.records(t)].map((rec) => {
+        const { data } = r.resolve(rec);
+        return { oid: hex8(rec.oid), tid: hex8(rec.tid), data: data?.toString('hex') ?? null };
+      }),
+    }));
+  } finally {
+    r.close();
+  }
+}
+
+describe.skipIf(!HAS_INTEROP)('a secondary writing what a real primary sent', () => {
+  it.each([
+    ['small-from-z64', 'small/Data.fs'],
+    ['undo-from-z64', 'undo/Data.fs'],
+    ['blobs-from-z64', 'blobs/Data.fs'],
+  ])('[FS-BACK-5] [FS-DATA-6] [FS-COMMIT-2] %s: the file is byte for byte the primary file', (transcript, original) => {
+    const file = fresh();
+    replicate(transcript, file);
+    expect(readFileSync(file).equals(interopFile(original))).toBe(true);
+    expect(checkFile(file).ok).toBe(true);
+  });
+
+  it('[FS-STATUS-4] packed-from-z64: same transactions, statuses and data as the packed primary', () => {
+    const file = fresh();
+    replicate('packed-from-z64', file);
+    expect(content(file)).toEqual(content(path.join(INTEROP, 'packed/Data.fs')));
+    expect(checkFile(file).ok).toBe(true);
+  });
+});
+
+const oid = (n: number) => {
+  const b = Buffer.alloc(8);
+  b.writeUInt32BE(n, 4);
+  return b;
+};
+
+/** Random transaction logs: increasing tids, a few objects, data or none. */
+const logs = fc
+  .array(
+    fc.record({
+      user: fc.uint8Array({ maxLength: 20 }),
+      description: fc.uint8Array({ maxLength: 40 }),
+      extension: fc.uint8Array({ maxLength: 30 }),
+      packed: fc.boolean(),
+      records: fc.array(fc.record({ oid: fc.nat(5), data: fc.option(fc.uint8Array({ minLength: 1, maxLength: 200 }), { freq: 5 }) }), {
+        maxLength: 4,
+      }),
+    }),
+    { minLength: 1, maxLength: 8 },
+  )
+  .map((txns) => {
+    let tid = tidFromString('2026-11-26 08:00:00');
+    return txns.map((t, i) => {
+      tid = Buffer.from(tid);
+      tid.writeUInt32BE(tid.readUInt32BE(4) + 1 + i * 1000, 4);
+      const records = [...new Map(t.records.map((r) => [r.oid, r])).values()]; // one record per object
+      return {
+        meta: { tid, status: t.packed ? 'p' : ' ', user: t.user, description: t.description, extension: t.extension },
+        records: records.map((r) => ({ oid: oid(r.oid), serial: tid, data: r.data ? Buffer.from(r.data) : null })),
+      };
+    });
+  });
+
+describe('the writer', () => {
+  test.prop([logs], { numRuns: 40 })('[FS-TXN-1] [FS-DATA-1] random logs written then read back are equal, and pass the checker', (log) => {
+    const file = fresh();
+    const w = FileStorageWriter.open(file);
+    for (const t of log) w.commit(t.meta, t.records);
+    w.close();
+    expect(checkFile(file).ok).toBe(true);
+    expect(content(file)).toEqual(
+      log.map((t) => ({
+        tid: hex8(t.meta.tid),
+        status: t.meta.status,
+        user: Buffer.from(t.meta.user).toString('hex'),
+        description: Buffer.from(t.meta.description).toString('hex'),
+        extension: Buffer.from(t.meta.extension).toString('hex'),
+        records: t.records.map((r) => ({ oid: hex8(r.oid), tid: hex8(r.serial), data: r.data?.toString('hex') ?? null })),
+      })),
+    );
+  });
+
+  it('[FS-MAGIC-3] [FS-MAGIC-6] creates a new file with the FS30 magic', () => {
+    const file = fresh();
+    FileStorageWriter.open(file).close();
+    expect(readFileSync(file).toString('latin1')).toBe('FS30');
+  });
+
+  it('[FS-TID-2] refuses a tid that is not later than the last one', () => {
+    const file = fresh();
+    const w = FileStorageWriter.open(file);
+    const tid = tidFromString('2026-11-26 08:00:00');
+    w.commit({ tid, status: ' ', user: Buffer.alloc(0), description: Buffer.alloc(0), extension: Buffer.alloc(0) }, []);
+    expect(() => w.begin({ tid, status: ' ', user: Buffer.alloc(0), description: Buffer.alloc(0), extension: Buffer.alloc(0) })).toThrow(
+      expect.objectContaining({ code: 'ERR_FS_TID_ORDER' }) as ZrsError,
+    );
+    w.close();
+  });
+
+  it('[FS-COMMIT-3] an abort after the vote cuts the file back', () => {
+    const file = fresh();
+    const w = FileStorageWriter.open(file);
+    const t = w.begin({ tid: tidFromString('2026-11-26 08:00:00'), status: ' ', user: Buffer.alloc(0), description: Buffer.alloc(0), extension: Buffer.alloc(0) });
+    t.restore({ oid: oid(1), serial: tidFromString('2026-11-26 08:00:00'), data: Buffer.from('x') });
+    t.vote();
+    expect(readFileSync(file).length).toBeGreaterThan(4);
+    t.abort();
+    expect(readFileSync(file).toString('latin1')).toBe('FS30');
+    w.close();
+  });
+
+  it('[FS-BACK-5] a hint naming a missing transaction, or different data, stores the data', () => {
+    const file = fresh();
+    const w = FileStorageWriter.open(file);
+    const t1 = tidFromString('2026-11-26 08:00:00');
+    const t2 = tidFromString('2026-11-26 08:01:00');
+    const t3 = tidFromString('2026-11-26 08:02:00');
+    const meta = (tid: Buffer) => ({ tid, status: ' ', user: Buffer.alloc(0), description: Buffer.alloc(0), extension: Buffer.alloc(0) });
+    w.commit(meta(t1), [{ oid: oid(1), serial: t1, data: Buffer.from('one') }]);
+    w.commit(meta(t2), [{ oid: oid(1), serial: t2, data: Buffer.from('two'), dataTxn: tidFromString('2000-01-01 00:00:00') }]);
+    w.commit(meta(t3), [
+      { oid: oid(1), serial: t3, data: Buffer.from('one'), dataTxn: t1 },
+      { oid: oid(2), serial: t3, data: Buffer.from('new'), dataTxn: t1 },
+    ]);
+    w.close();
+    const r = FileStorageReader.open(file);
+    const txns = [...r.transactions()];
+    const [second] = [...r.records(txns[1]!)];
+    expect(second!.data?.toString()).toBe('two');
+    const [third, fourth] = [...r.records(txns[2]!)];
+    expect(third!.data).toBeNull(); // back pointer to t1's record
+    expect(r.resolve(third!).data?.toString()).toBe('one');
+    expect(fourth!.data?.toString()).toBe('new');
+    r.close();
+  });
+});
+
+describe.skipIf(!HAS_INTEROP)('recovery when a crash cut an append', () => {
+  // The last transaction of small/Data.fs, as voted (status c) and then finished.
+  const original = interopFile('small/Data.fs');
+  const r = FileStorageReader.open(path.join(INTEROP, 'small/Data.fs'));
+  const txns = [...r.transactions()];
+  r.close();
+  const lastStart = txns.at(-1)!.offset;
+  const voted = Buffer.from(original);
+  voted.write('c', lastStart + 16);
+
+  it('[FS-RECOVER-1] [FS-RECOVER-2] [FS-RECOVER-4] a crash at every byte of the append leaves exactly the previous transactions', () => {
+    for (let cut = lastStart; cut <= original.length; cut++) {
+      const file = fresh();
+      writeFileSync(file, voted.subarray(0, cut));
+      const w = FileStorageWriter.open(file);
+      expect(hex8(w.lastTid)).toBe(hex8(txns.at(-2)!.tid));
+      expect(w.end).toBe(lastStart);
+      w.close();
+      expect(readFileSync(file).equals(original.subarray(0, lastStart))).toBe(true);
+      if (cut > lastStart) {
+        expect(readFileSync(`${file}.tr0`).equals(voted.subarray(lastStart, cut))).toBe(true);
+      }
+      expect(checkFile(file).ok).toBe(true);
+    }
+  });
+
+  it('[FS-RECOVER-2] [FS-INDEX-3] saves to the first unused .trN and removes a stale index', () => {
+    const file = fresh();
+    writeFileSync(file, voted);
+    writeFileSync(`${file}.tr0`, 'older');
+    writeFileSync(`${file}.index`, 'stale');
+    const w = FileStorageWriter.open(file);
+    expect(w.recovery).toMatchObject({ truncatedAt: lastStart, reason: 'checkpoint', savedAs: `${file}.tr1` });
+    w.close();
+    expect(readFileSync(`${file}.tr0`, 'utf8')).toBe('older');
+    expect(existsSync(`${file}.index`)).toBe(false);
+  });
+
+  it.each(['incomplete/checkpoint.fs', 'incomplete/truncated-mid.fs', 'incomplete/truncated-header.fs', 'incomplete/checkpoint-truncated.fs'])(
+    '[FS-RECOVER-4] %s: the last tid after recovery is the last whole transaction',
+    (name) => {
+      const file = fresh();
+      writeFileSync(file, interopFile(name));
+      const w = FileStorageWriter.open(file);
+      expect(hex8(w.lastTid)).toBe(hex8(txns.at(-2)!.tid));
+      w.close();
+    },
+  );
+
+  it('[FS-RECOVER-6] damage inside the file is refused, not repaired', () => {
+    const file = fresh();
+    const bad = Buffer.from(original);
+    bad.writeBigUInt64BE(1n, 4 + Number(bad.readBigUInt64BE(12))); // first trailing length
+    writeFileSync(file, bad);
+    expect(() => FileStorageWriter.open(file)).toThrow(/redundant length/);
+    expect(readFileSync(file).equals(bad)).toBe(true);
+  });
+
+  it('a whole file needs no recovery and is left as it is', () => {
+    const file = fresh();
+    writeFileSync(file, original);
+    const w = FileStorageWriter.open(file);
+    expect(w.recovery).toBeNull();
+    expect(w.end).toBe(original.length);
+    w.close();
+  });
+});
