@@ -1,0 +1,24 @@
+import { checkFile } from '../filestorage/checker.ts';
+import { tidToString } from '../timestamp.ts';
+import { type Output, parseFlags, UsageError } from './output.ts';
+
+/** `zrs fsck [--json] FILE...`: 0 when every file is valid, 1 when one is not. */
+export function fsck(args: string[], out: Output): number {
+  const { flags, operands } = parseFlags(args, ['--json']);
+  if (operands.length === 0) throw new UsageError('no file given');
+  let status = 0;
+  for (const file of operands) {
+    const r = checkFile(file);
+    if (!r.ok) status = 1;
+    if (flags.has('--json')) {
+      out.stdout.write(`${JSON.stringify({ file, ...r })}\n`);
+    } else if (r.ok) {
+      const last = r.transactions ? `, last tid ${r.lastTid} (${tidToString(Buffer.from(r.lastTid, 'hex'))})` : '';
+      out.stdout.write(`${file}: ok, ${r.magic}, ${r.transactions} transactions, ${r.records} data records${last}\n`);
+    } else {
+      const v = r.violation!;
+      out.stdout.write(`${file}: INVALID [${v.rule}] at offset ${v.offset}: ${v.message}\n`);
+    }
+  }
+  return status;
+}

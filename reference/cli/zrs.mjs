@@ -1,0 +1,8 @@
+#!/usr/bin/env node
+// The `zrs` executable: runs the TypeScript command line through tsx, so it works right
+// after `npm ci` without a build step.
+import { register } from 'tsx/esm/api';
+
+register();
+const { main } = await import('./main.ts');
+process.exitCode = main(process.argv.slice(2));
