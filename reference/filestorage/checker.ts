@@ -4,7 +4,8 @@
  * the words ZODB's `fstest` uses where it has words for it.
  * @module
  */
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { closeSync, fstatSync, openSync } from 'node:fs';
+import { readAt } from './io.ts';
 import { compareTids, hex8, Z64 } from '../timestamp.ts';
 import {
   DATA_HEADER_SIZE,
@@ -94,16 +95,7 @@ export function checkFile(path: string): CheckResult {
 
 function check(fd: number, path: string): CheckResult {
   const size = fstatSync(fd).size;
-  const read = (offset: number, length: number): Buffer => {
-    const b = Buffer.allocUnsafe(length);
-    let got = 0;
-    while (got < length) {
-      const n = readSync(fd, b, got, length - got, offset + got);
-      if (n === 0) break;
-      got += n;
-    }
-    return b.subarray(0, got);
-  };
+  const read = (offset: number, length: number) => readAt(fd, offset, length);
   const result: CheckResult = { ok: false, violation: null, magic: null, transactions: 0, records: 0, lastTid: hex8(Z64), size };
   const fail = (rule: string, offset: number, message: string): never => {
     throw new Stop({ rule, offset, message });

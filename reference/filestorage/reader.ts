@@ -7,7 +7,8 @@
  * stays bounded by the largest record.
  * @module
  */
-import { closeSync, fstatSync, openSync, readSync, statSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, statSync } from 'node:fs';
+import { readAt } from './io.ts';
 import { FileFormatError, ZrsError } from '../errors.ts';
 import { compareTids, hex8, Z64 } from '../timestamp.ts';
 import {
@@ -80,10 +81,9 @@ export class FileStorageReader {
   static open(path: string): FileStorageReader {
     const fd = openSync(path, 'r');
     try {
-      const head = Buffer.alloc(MAGIC_SIZE);
-      const n = readSync(fd, head, 0, MAGIC_SIZE, 0);
-      const magic = head.subarray(0, n).toString('latin1');
-      if (n === 0) throw new FileFormatError('ERR_FS_EMPTY', 'empty file', 0, 'FS-CHECK-3');
+      const head = readAt(fd, 0, MAGIC_SIZE);
+      const magic = head.toString('latin1');
+      if (head.length === 0) throw new FileFormatError('ERR_FS_EMPTY', 'empty file', 0, 'FS-CHECK-3');
       if (magic !== MAGIC_FS30 && magic !== MAGIC_FS21) {
         throw new FileFormatError('ERR_FS_MAGIC', `invalid file header ${JSON.stringify(magic)}`, 0, 'FS-CHECK-3');
       }
@@ -115,14 +115,7 @@ export class FileStorageReader {
 
   /** Reads up to `length` bytes at `offset`; fewer at the end of the file. */
   read(offset: number, length: number): Buffer {
-    const buf = Buffer.allocUnsafe(length);
-    let got = 0;
-    while (got < length) {
-      const n = readSync(this.fd, buf, got, length - got, offset + got);
-      if (n === 0) break;
-      got += n;
-    }
-    return got === length ? buf : buf.subarray(0, got);
+    return readAt(this.fd, offset, length);
   }
 
   /** Reads exactly `length` bytes at `offset`, or throws naming what was cut. */

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { checkFile } from '../filestorage/checker.ts';
-import { HAS_INTEROP, INTEROP, interopFile, interopJson, type Manifest } from './interop.ts';
+import { FSTEST_FILES, HAS_INTEROP, INTEROP, interopFile, interopJson, type Manifest } from './interop.ts';
 
 const work = mkdtempSync(path.join(tmpdir(), 'zrs-check-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
@@ -22,19 +22,8 @@ const FSTEST_RULES: [RegExp, string][] = [
 ];
 
 describe.skipIf(!HAS_INTEROP)('[FS-CHECK-1] the checker agrees with ZODB fstest on every real file', () => {
-  it.each([
-    ['small/Data.fs', 'small/Data.fs.json'],
-    ['undo/Data.fs', 'undo/Data.fs.json'],
-    ['packed/Data.fs', 'packed/Data.fs.json'],
-    ['packed/Data.fs.old', 'packed/Data.fs.old.json'],
-    ['blobs/Data.fs', 'blobs/Data.fs.json'],
-    ['fs21/test-checker.fs', 'fs21/test-checker.fs.json'],
-    ['incomplete/checkpoint.fs', 'incomplete/checkpoint.fs.json'],
-    ['incomplete/truncated-mid.fs', 'incomplete/truncated-mid.fs.json'],
-    ['incomplete/truncated-header.fs', 'incomplete/truncated-header.fs.json'],
-    ['incomplete/checkpoint-truncated.fs', 'incomplete/checkpoint-truncated.fs.json'],
-  ])('%s', (file, manifestFile) => {
-    const verdict = interopJson<Manifest>(manifestFile).fstest;
+  it.each(FSTEST_FILES)('%s', (file) => {
+    const verdict = interopJson<Manifest>(`${file}.json`).fstest;
     const r = checkFile(path.join(INTEROP, file));
     if (verdict === 'ok') {
       expect(r.violation).toBeNull();

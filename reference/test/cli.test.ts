@@ -2,7 +2,7 @@
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { HAS_INTEROP, INTEROP, interopJson, type Manifest, REPO_ROOT } from './interop.ts';
+import { FSTEST_FILES, HAS_INTEROP, INTEROP, interopJson, type Manifest, REPO_ROOT } from './interop.ts';
 
 const BIN = path.join(REPO_ROOT, 'reference/cli/zrs.mjs');
 
@@ -11,25 +11,13 @@ function zrs(...args: string[]) {
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
-const VERDICTS = [
-  'small/Data.fs',
-  'undo/Data.fs',
-  'packed/Data.fs',
-  'packed/Data.fs.old',
-  'blobs/Data.fs',
-  'fs21/test-checker.fs',
-  'incomplete/checkpoint.fs',
-  'incomplete/truncated-mid.fs',
-  'incomplete/truncated-header.fs',
-  'incomplete/checkpoint-truncated.fs',
-];
 
 describe('zrs', () => {
   it.skipIf(!HAS_INTEROP)('[FS-CHECK-1] fsck gives the verdict of ZODB fstest on every interop file, and exit status 1 when one is invalid', () => {
-    const r = zrs('fsck', '--json', ...VERDICTS.map((f) => path.join(INTEROP, f)));
+    const r = zrs('fsck', '--json', ...FSTEST_FILES.map((f) => path.join(INTEROP, f)));
     expect(r.status).toBe(1);
     const results = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as { ok: boolean; violation: { message: string } | null });
-    VERDICTS.forEach((f, i) => {
+    FSTEST_FILES.forEach((f, i) => {
       const verdict = interopJson<Manifest>(`${f}.json`).fstest;
       if (verdict === 'ok') expect(results[i]!.ok, f).toBe(true);
       else expect(results[i]!.violation!.message.endsWith(verdict.slice(verdict.indexOf(' ') + 1)), `${f}: ${verdict}`).toBe(true);

@@ -59,3 +59,23 @@ export interface TranscriptInfo {
   complete_transactions: number;
   message_counts: Record<string, number>;
 }
+
+/** The whole files of the interop set, each with its manifest (`small-as-fs21` has small's). */
+export const WHOLE_FILES: [file: string, manifest: string][] = [
+  ['small/Data.fs', 'small/Data.fs.json'],
+  ['undo/Data.fs', 'undo/Data.fs.json'],
+  ['packed/Data.fs', 'packed/Data.fs.json'],
+  ['packed/Data.fs.old', 'packed/Data.fs.old.json'],
+  ['blobs/Data.fs', 'blobs/Data.fs.json'],
+  ['fs21/test-checker.fs', 'fs21/test-checker.fs.json'],
+  ['fs21/small-as-fs21.fs', 'small/Data.fs.json'],
+];
+
+/** The files whose manifest carries the verdict of ZODB's `fstest` on the file itself. */
+export const FSTEST_FILES: string[] = [
+  ...WHOLE_FILES.filter(([f, m]) => m === `${f}.json`).map(([f]) => f),
+  'incomplete/checkpoint.fs',
+  'incomplete/truncated-mid.fs',
+  'incomplete/truncated-header.fs',
+  'incomplete/checkpoint-truncated.fs',
+];

@@ -6,7 +6,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { FileFormatError } from '../errors.ts';
 import { FileStorageReader, TidTooHighError, type TxnInfo } from '../filestorage/reader.ts';
 import { hex8 } from '../timestamp.ts';
-import { HAS_INTEROP, INTEROP, interopFile, interopJson, type Manifest } from './interop.ts';
+import { HAS_INTEROP, INTEROP, interopFile, interopJson, type Manifest, WHOLE_FILES } from './interop.ts';
 
 const work = mkdtempSync(path.join(tmpdir(), 'zrs-reader-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
@@ -25,18 +25,9 @@ function withFile<T>(bytes: Uint8Array, f: (r: FileStorageReader, file: string) 
   }
 }
 
-const COMPLETE: [string, string][] = [
-  ['small/Data.fs', 'small/Data.fs.json'],
-  ['undo/Data.fs', 'undo/Data.fs.json'],
-  ['packed/Data.fs', 'packed/Data.fs.json'],
-  ['packed/Data.fs.old', 'packed/Data.fs.old.json'],
-  ['blobs/Data.fs', 'blobs/Data.fs.json'],
-  ['fs21/test-checker.fs', 'fs21/test-checker.fs.json'],
-  ['fs21/small-as-fs21.fs', 'small/Data.fs.json'],
-];
 
 describe.skipIf(!HAS_INTEROP)('reading files written by real ZODB', () => {
-  it.each(COMPLETE)('[FS-MAGIC-2] [FS-BACK-2] [FS-BACK-4] %s: transactions and resolved records as ZODB lists them', (file, manifestFile) => {
+  it.each(WHOLE_FILES)('[FS-MAGIC-2] [FS-BACK-2] [FS-BACK-4] %s: transactions and resolved records as ZODB lists them', (file, manifestFile) => {
     const manifest = interopJson<Manifest>(manifestFile);
     const r = FileStorageReader.open(path.join(INTEROP, file));
     try {

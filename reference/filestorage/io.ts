@@ -1,0 +1,14 @@
+/** Positioned file reads shared by the reader and the checker. */
+import { readSync } from 'node:fs';
+
+/** Reads up to `length` bytes at `offset` of `fd`; fewer only at the end of the file. */
+export function readAt(fd: number, offset: number, length: number): Buffer {
+  const buf = Buffer.allocUnsafe(length);
+  let got = 0;
+  while (got < length) {
+    const n = readSync(fd, buf, got, length - got, offset + got);
+    if (n === 0) break;
+    got += n;
+  }
+  return got === length ? buf : buf.subarray(0, got);
+}
