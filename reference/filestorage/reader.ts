@@ -120,6 +120,10 @@ export class FileStorageReader {
 
   /** Reads exactly `length` bytes at `offset`, or throws naming what was cut. */
   private readExactly(offset: number, length: number, what: string): Buffer {
+    // A corrupt length must not make us allocate more than the file could hold.
+    if (length > 0xffff && offset + length > this.size()) {
+      throw new FileFormatError('ERR_FS_TRUNCATED', `${what} of ${length} bytes runs past the end of the file`, offset);
+    }
     const b = this.read(offset, length);
     if (b.length < length) throw new FileFormatError('ERR_FS_TRUNCATED', `${what} is cut short`, offset);
     return b;
@@ -232,17 +236,19 @@ export class FileStorageReader {
   }
 
   /**
-   * Where a stream that starts after `startTid` begins: the first transaction whose tid is
-   * greater. `z64` means the first transaction. Any 8 bytes are accepted; a tid at or past
-   * the end of the committed transactions throws {@link TidTooHighError}.
+   * Where a stream that starts after `startTid` begins: the offset of the first committed
+   * transaction whose tid is greater (WIRE-POS-1, WIRE-POS-2). Any 8 bytes are accepted.
+   * Returns `null` when the scan reaches a transaction that is still being written before
+   * finding one (DEV-CTAIL-1: wait and ask again). Throws {@link TidTooHighError} when the
+   * start tid is greater than every tid of the file (WIRE-POS-3).
    */
-  positionAfter(startTid: Uint8Array): number {
+  positionAfter(startTid: Uint8Array): number | null {
     if (compareTids(startTid, Z64) === 0) return MAGIC_SIZE;
     let offset = MAGIC_SIZE;
     for (;;) {
       const s = this.scan(offset);
-      if (s.kind === 'end' || s.kind === 'partial') throw new TidTooHighError(startTid, 'no transaction follows it');
-      if (s.kind === 'checkpoint') throw new TidTooHighError(startTid, 'reached a transaction still being committed');
+      if (s.kind === 'end') throw new TidTooHighError(startTid, 'no transaction follows it');
+      if (s.kind !== 'transaction') return null;
       const c = compareTids(s.txn.tid, startTid);
       if (c > 0) return offset;
       if (c === 0) return s.txn.next;

@@ -65,12 +65,12 @@ export interface DataHeader {
   plen: number;
 }
 
-function u64(b: Buffer, at: number, field: string, offset: number): number {
-  const v = b.readBigUInt64BE(at);
-  if (v > BigInt(Number.MAX_SAFE_INTEGER)) {
-    throw new FileFormatError('ERR_FS_RANGE', `${field} ${v} is beyond any file size`, offset);
-  }
-  return Number(v);
+/**
+ * A u64 field as a number. Values beyond 2^53 lose precision, but every one of them is far
+ * beyond any file offset, so comparisons with offsets and sizes still decide correctly.
+ */
+function u64(b: Buffer, at: number): number {
+  return Number(b.readBigUInt64BE(at));
 }
 
 /** Decodes the 23 fixed bytes of a transaction header found at file offset `offset`. */
@@ -80,7 +80,7 @@ export function decodeTxnHeader(b: Buffer, offset = 0): TxnHeader {
   }
   return {
     tid: Buffer.from(b.subarray(0, 8)),
-    tlen: u64(b, 8, 'transaction length', offset),
+    tlen: u64(b, 8),
     status: String.fromCharCode(b[16]!),
     ulen: b.readUInt16BE(17),
     dlen: b.readUInt16BE(19),
@@ -108,10 +108,10 @@ export function decodeDataHeader(b: Buffer, offset = 0): DataHeader {
   return {
     oid: Buffer.from(b.subarray(0, 8)),
     tid: Buffer.from(b.subarray(8, 16)),
-    prev: u64(b, 16, 'prev pointer', offset),
-    tloc: u64(b, 24, 'transaction pointer', offset),
+    prev: u64(b, 16),
+    tloc: u64(b, 24),
     vlen: b.readUInt16BE(32),
-    plen: u64(b, 34, 'data length', offset),
+    plen: u64(b, 34),
   };
 }
 
@@ -163,7 +163,7 @@ export function decodeDataRecord(b: Buffer, offset: number): DataRecord {
     ...d,
     offset,
     data: d.plen > 0 ? body : null,
-    back: d.plen > 0 ? 0 : u64(body, 0, 'back pointer', offset),
+    back: d.plen > 0 ? 0 : u64(body, 0),
   };
 }
 
@@ -187,7 +187,7 @@ export function decodeTxnRecord(b: Buffer, offset: number): TxnRecord {
   const metaEnd = TXN_HEADER_SIZE + h.ulen + h.dlen + h.elen;
   if (metaEnd > h.tlen) throw new FileFormatError('ERR_FS_TXN_HEADER', 'transaction header is longer than tlen', offset);
   if (b.length < h.tlen + TRAILER_SIZE) throw new FileFormatError('ERR_FS_TRUNCATED', 'transaction is cut short', offset);
-  const trailer = u64(b, h.tlen, 'redundant transaction length', offset + h.tlen);
+  const trailer = u64(b, h.tlen);
   if (trailer !== h.tlen) {
     throw new FileFormatError('ERR_FS_REDUNDANT_LENGTH', `trailing length ${trailer} differs from tlen ${h.tlen}`, offset + h.tlen);
   }
