@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { checkFile } from '../filestorage/checker.ts';
-import { FSTEST_FILES, HAS_INTEROP, INTEROP, interopFile, interopJson, type Manifest } from './interop.ts';
+import { FSTEST_FILES, interopFile, interopJson, interopPath, type Manifest } from './interop.ts';
 
 const work = mkdtempSync(path.join(tmpdir(), 'zrs-check-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
@@ -21,10 +21,10 @@ const FSTEST_RULES: [RegExp, string][] = [
   [/truncated/, 'FS-CHECK-4'],
 ];
 
-describe.skipIf(!HAS_INTEROP)('[FS-CHECK-1] the checker agrees with ZODB fstest on every real file', () => {
+describe('[FS-CHECK-1] the checker agrees with ZODB fstest on every real file', () => {
   it.each(FSTEST_FILES)('%s', (file) => {
     const verdict = interopJson<Manifest>(`${file}.json`).fstest;
-    const r = checkFile(path.join(INTEROP, file));
+    const r = checkFile(interopPath(file));
     if (verdict === 'ok') {
       expect(r.violation).toBeNull();
       expect(r.ok).toBe(true);
@@ -36,11 +36,11 @@ describe.skipIf(!HAS_INTEROP)('[FS-CHECK-1] the checker agrees with ZODB fstest 
   });
 
   it('[FS-MAGIC-2] a file with the FS21 magic passes', () => {
-    expect(checkFile(path.join(INTEROP, 'fs21/small-as-fs21.fs')).ok).toBe(true);
+    expect(checkFile(interopPath('fs21/small-as-fs21.fs')).ok).toBe(true);
   });
 });
 
-describe.skipIf(!HAS_INTEROP)('each rule, broken on purpose in a real file', () => {
+describe('each rule, broken on purpose in a real file', () => {
   // undo/Data.fs: transaction at 4 (first), the undo transaction at 1549 with a backpointer
   // record at 1629 (back = 465) and a no-data record at 1817 (see spec/file-format.md §10).
   const base = () => Buffer.from(interopFile('undo/Data.fs'));
@@ -90,7 +90,7 @@ describe.skipIf(!HAS_INTEROP)('each rule, broken on purpose in a real file', () 
   });
 
   it('counts the transactions and records of a valid file', () => {
-    const r = checkFile(path.join(INTEROP, 'small/Data.fs'));
+    const r = checkFile(interopPath('small/Data.fs'));
     expect([r.transactions, r.records]).toEqual([20, 46]);
     expect(r.lastTid).toBe(interopJson<Manifest>('small/Data.fs.json').transaction_log.at(-1)!.tid);
   });

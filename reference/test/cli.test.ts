@@ -2,7 +2,7 @@
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { FSTEST_FILES, HAS_INTEROP, INTEROP, interopJson, type Manifest, REPO_ROOT } from './interop.ts';
+import { FSTEST_FILES, interopJson, interopPath, type Manifest, REPO_ROOT } from './interop.ts';
 
 const BIN = path.join(REPO_ROOT, 'reference/cli/zrs.mjs');
 
@@ -13,8 +13,8 @@ function zrs(...args: string[]) {
 
 
 describe('zrs', () => {
-  it.skipIf(!HAS_INTEROP)('[FS-CHECK-1] fsck gives the verdict of ZODB fstest on every interop file, and exit status 1 when one is invalid', () => {
-    const r = zrs('fsck', '--json', ...FSTEST_FILES.map((f) => path.join(INTEROP, f)));
+  it('[FS-CHECK-1] fsck gives the verdict of ZODB fstest on every interop file, and exit status 1 when one is invalid', () => {
+    const r = zrs('fsck', '--json', ...FSTEST_FILES.map((f) => interopPath(f)));
     expect(r.status).toBe(1);
     const results = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as { ok: boolean; violation: { message: string } | null });
     FSTEST_FILES.forEach((f, i) => {
@@ -24,14 +24,14 @@ describe('zrs', () => {
     });
   });
 
-  it.skipIf(!HAS_INTEROP)('fsck exits 0 on valid files and names the rule of an invalid one', () => {
-    expect(zrs('fsck', path.join(INTEROP, 'small/Data.fs')).status).toBe(0);
-    const bad = zrs('fsck', path.join(INTEROP, 'incomplete/checkpoint.fs'));
+  it('fsck exits 0 on valid files and names the rule of an invalid one', () => {
+    expect(zrs('fsck', interopPath('small/Data.fs')).status).toBe(0);
+    const bad = zrs('fsck', interopPath('incomplete/checkpoint.fs'));
     expect(bad.stdout).toMatch(/INVALID \[FS-CHECK-7\] at offset 17484/);
   });
 
-  it.skipIf(!HAS_INTEROP)('fsdump --json prints a line per transaction and per record', () => {
-    const r = zrs('fsdump', '--json', path.join(INTEROP, 'undo/Data.fs'));
+  it('fsdump --json prints a line per transaction and per record', () => {
+    const r = zrs('fsdump', '--json', interopPath('undo/Data.fs'));
     expect(r.status).toBe(0);
     const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
     const log = interopJson<Manifest>('undo/Data.fs.json').transaction_log;
@@ -41,8 +41,8 @@ describe('zrs', () => {
     );
   });
 
-  it.skipIf(!HAS_INTEROP)('fsdump shows an unfinished tail and exits 1', () => {
-    const r = zrs('fsdump', path.join(INTEROP, 'incomplete/truncated-mid.fs'));
+  it('fsdump shows an unfinished tail and exits 1', () => {
+    const r = zrs('fsdump', interopPath('incomplete/truncated-mid.fs'));
     expect(r.status).toBe(1);
     expect(r.stdout).toMatch(/tail 17484: \d+ bytes of an incomplete transaction/);
   });

@@ -6,7 +6,7 @@ import { FileFormatError } from '../errors.ts';
 import { FileFollower } from '../filestorage/follower.ts';
 import { FileStorageReader, TidTooHighError } from '../filestorage/reader.ts';
 import { hex8, Z64 } from '../timestamp.ts';
-import { HAS_INTEROP, INTEROP, interopFile, interopJson, type Manifest } from './interop.ts';
+import { interopFile, interopJson, interopPath, type Manifest } from './interop.ts';
 
 const work = mkdtempSync(path.join(tmpdir(), 'zrs-follow-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
@@ -29,13 +29,13 @@ function offsets(file: string) {
   }
 }
 
-describe.skipIf(!HAS_INTEROP)('following a file for a stream', () => {
+describe('following a file for a stream', () => {
   const small = interopJson<Manifest>('small/Data.fs.json').transaction_log.map((t) => t.tid);
 
   it('[WIRE-TXN-3] [WIRE-POS-1] sends what is committed, waits, and sends each new transaction once it is whole', () => {
     const file = fresh();
     const bytes = interopFile('small/Data.fs');
-    const txns = offsets(path.join(INTEROP, 'small/Data.fs'));
+    const txns = offsets(interopPath('small/Data.fs'));
     writeFileSync(file, bytes.subarray(0, txns[4]!.offset));
     const f = new FileFollower(file, Z64);
     expect(drain(f)).toEqual(small.slice(0, 4));
@@ -50,20 +50,20 @@ describe.skipIf(!HAS_INTEROP)('following a file for a stream', () => {
   });
 
   it('[WIRE-POS-2] starts after the start tid', () => {
-    const f = new FileFollower(path.join(INTEROP, 'small/Data.fs'), Buffer.from(small[9]!, 'hex'));
+    const f = new FileFollower(interopPath('small/Data.fs'), Buffer.from(small[9]!, 'hex'));
     expect(drain(f)).toEqual(small.slice(10));
     f.close();
   });
 
   it('[WIRE-POS-3] refuses a start tid above every tid', () => {
-    const f = new FileFollower(path.join(INTEROP, 'small/Data.fs'), Buffer.from('7fffffffffffffff', 'hex'));
+    const f = new FileFollower(interopPath('small/Data.fs'), Buffer.from('7fffffffffffffff', 'hex'));
     expect(() => f.next()).toThrow(TidTooHighError);
     f.close();
   });
 
   it('[WIRE-TXN-4] [DEV-CTAIL-1] waits on a c transaction, while streaming and while positioning, and goes on once it is finished', () => {
     const file = fresh();
-    copyFileSync(path.join(INTEROP, 'incomplete/checkpoint.fs'), file);
+    copyFileSync(interopPath('incomplete/checkpoint.fs'), file);
     const txns = offsets(file);
     const streaming = new FileFollower(file, Z64);
     expect(drain(streaming)).toHaveLength(19);
@@ -82,7 +82,7 @@ describe.skipIf(!HAS_INTEROP)('following a file for a stream', () => {
   it('[WIRE-TXN-5] passes over u transactions without sending them', () => {
     const file = fresh();
     const bytes = Buffer.from(interopFile('small/Data.fs'));
-    const txns = offsets(path.join(INTEROP, 'small/Data.fs'));
+    const txns = offsets(interopPath('small/Data.fs'));
     bytes.write('u', txns[3]!.offset + 16);
     writeFileSync(file, bytes);
     const f = new FileFollower(file, Z64);
@@ -92,14 +92,14 @@ describe.skipIf(!HAS_INTEROP)('following a file for a stream', () => {
 
   it('[WIRE-TXN-8] after a pack replaces the file, continues after the last tid sent', () => {
     const file = fresh();
-    copyFileSync(path.join(INTEROP, 'packed/Data.fs.old'), file);
+    copyFileSync(interopPath('packed/Data.fs.old'), file);
     const before = interopJson<Manifest>('packed/Data.fs.old.json').transaction_log.map((t) => t.tid);
     const after = interopJson<Manifest>('packed/Data.fs.json').transaction_log.map((t) => t.tid);
     const f = new FileFollower(file, Z64);
     const first = [hex8((f.next() as { txn: { tid: Buffer } }).txn.tid), hex8((f.next() as { txn: { tid: Buffer } }).txn.tid)];
     expect(first).toEqual(before.slice(0, 2));
     const packed = `${file}.pack`;
-    copyFileSync(path.join(INTEROP, 'packed/Data.fs'), packed);
+    copyFileSync(interopPath('packed/Data.fs'), packed);
     renameSync(packed, file);
     expect(drain(f)).toEqual(after.filter((t) => t > first[1]!));
     f.close();
@@ -108,7 +108,7 @@ describe.skipIf(!HAS_INTEROP)('following a file for a stream', () => {
   it('[DEV-TIDORDER-3] stops with an error rather than send a tid that does not increase', () => {
     const file = fresh();
     const bytes = Buffer.from(interopFile('small/Data.fs'));
-    const txns = offsets(path.join(INTEROP, 'small/Data.fs'));
+    const txns = offsets(interopPath('small/Data.fs'));
     bytes.write(small[2]!, txns[5]!.offset, 'hex'); // the 6th transaction claims the 3rd's tid
     writeFileSync(file, bytes);
     const f = new FileFollower(file, Z64);

@@ -1,6 +1,8 @@
 /**
- * Where the golden interop data lives: `../shared/interop/` beside the repository, made by
- * real ZODB and a real zc.zrs primary (see its README). Tests that need it skip, saying so,
+ * The golden interop data: FileStorage files written by real ZODB and streams captured from
+ * a real zc.zrs primary. The project keeps a copy in `fixtures/real/` (see its README); the
+ * one file it may not copy, ZODB's own `fs21/test-checker.fs`, is read from
+ * `../shared/interop/` beside the repository, and the tests that need it skip, saying so,
  * when it is absent.
  */
 import { existsSync, readFileSync } from 'node:fs';
@@ -8,16 +10,26 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-export const INTEROP = path.resolve(REPO_ROOT, '../shared/interop');
-export const HAS_INTEROP = existsSync(path.join(INTEROP, 'README.md'));
-if (!HAS_INTEROP) console.warn(`golden interop data not found at ${INTEROP}: those tests are skipped`);
+/** The committed copy of the interop data. */
+export const INTEROP = path.join(REPO_ROOT, 'fixtures/real');
+/** The shared interop folder, for the file the project does not copy. */
+export const SHARED_INTEROP = path.resolve(REPO_ROOT, '../shared/interop');
+/** The FS21 file of ZODB's own repository (read in place, never copied). */
+export const TEST_CHECKER = 'fs21/test-checker.fs';
+export const HAS_TEST_CHECKER = existsSync(path.join(SHARED_INTEROP, TEST_CHECKER));
+if (!HAS_TEST_CHECKER) console.warn(`${path.join(SHARED_INTEROP, TEST_CHECKER)} not found: the tests of that FS21 file are skipped`);
 
-/** Reads a file of the interop folder. */
-export function interopFile(relative: string): Buffer {
-  return readFileSync(path.join(INTEROP, relative));
+/** Absolute path of an interop file, given relative to the interop folder. */
+export function interopPath(relative: string): string {
+  return relative.startsWith(TEST_CHECKER) ? path.join(SHARED_INTEROP, relative) : path.join(INTEROP, relative);
 }
 
-/** Reads and parses a JSON file of the interop folder. */
+/** Reads a file of the interop data. */
+export function interopFile(relative: string): Buffer {
+  return readFileSync(interopPath(relative));
+}
+
+/** Reads and parses a JSON file of the interop data. */
 export function interopJson<T>(relative: string): T {
   return JSON.parse(interopFile(relative).toString('utf8')) as T;
 }
@@ -67,7 +79,7 @@ export const WHOLE_FILES: [file: string, manifest: string][] = [
   ['packed/Data.fs', 'packed/Data.fs.json'],
   ['packed/Data.fs.old', 'packed/Data.fs.old.json'],
   ['blobs/Data.fs', 'blobs/Data.fs.json'],
-  ['fs21/test-checker.fs', 'fs21/test-checker.fs.json'],
+  ...(HAS_TEST_CHECKER ? [[TEST_CHECKER, `${TEST_CHECKER}.json`] as [string, string]] : []),
   ['fs21/small-as-fs21.fs', 'small/Data.fs.json'],
 ];
 

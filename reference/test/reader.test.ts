@@ -6,7 +6,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { FileFormatError } from '../errors.ts';
 import { FileStorageReader, TidTooHighError, type TxnInfo } from '../filestorage/reader.ts';
 import { hex8 } from '../timestamp.ts';
-import { HAS_INTEROP, INTEROP, interopFile, interopJson, type Manifest, WHOLE_FILES } from './interop.ts';
+import { interopFile, interopJson, interopPath, type Manifest, WHOLE_FILES } from './interop.ts';
 
 const work = mkdtempSync(path.join(tmpdir(), 'zrs-reader-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
@@ -26,10 +26,10 @@ function withFile<T>(bytes: Uint8Array, f: (r: FileStorageReader, file: string) 
 }
 
 
-describe.skipIf(!HAS_INTEROP)('reading files written by real ZODB', () => {
+describe('reading files written by real ZODB', () => {
   it.each(WHOLE_FILES)('[FS-MAGIC-2] [FS-BACK-2] [FS-BACK-4] %s: transactions and resolved records as ZODB lists them', (file, manifestFile) => {
     const manifest = interopJson<Manifest>(manifestFile);
-    const r = FileStorageReader.open(path.join(INTEROP, file));
+    const r = FileStorageReader.open(interopPath(file));
     try {
       expect(r.magic).toBe(file.startsWith('fs21') ? 'FS21' : manifest.magic);
       const txns = [...r.transactions()];
@@ -59,7 +59,7 @@ describe.skipIf(!HAS_INTEROP)('reading files written by real ZODB', () => {
   });
 
   it('[FS-COMMIT-5] [FS-COMMIT-6] a trailing c transaction is seen as a checkpoint, never as committed', () => {
-    const r = FileStorageReader.open(path.join(INTEROP, 'incomplete/checkpoint.fs'));
+    const r = FileStorageReader.open(interopPath('incomplete/checkpoint.fs'));
     const txns = [...r.transactions()];
     expect(txns).toHaveLength(19);
     expect(r.scan(txns.at(-1)!.next).kind).toBe('checkpoint');
@@ -69,7 +69,7 @@ describe.skipIf(!HAS_INTEROP)('reading files written by real ZODB', () => {
   it.each(['incomplete/truncated-mid.fs', 'incomplete/truncated-header.fs', 'incomplete/checkpoint-truncated.fs'])(
     '[FS-RECOVER-5] %s: the cut tail is a partial transaction, the 19 before it are whole',
     (file) => {
-      const r = FileStorageReader.open(path.join(INTEROP, file));
+      const r = FileStorageReader.open(interopPath(file));
       const txns = [...r.transactions()];
       expect(txns).toHaveLength(19);
       const tail = r.scan(txns.at(-1)!.next);
@@ -83,7 +83,7 @@ describe.skipIf(!HAS_INTEROP)('reading files written by real ZODB', () => {
     const file = path.join(work, 'growing.fs');
     writeFileSync(file, full.subarray(0, 4));
     const r = FileStorageReader.open(file);
-    const first = FileStorageReader.open(path.join(INTEROP, 'small/Data.fs'));
+    const first = FileStorageReader.open(interopPath('small/Data.fs'));
     const end = [...first.transactions()][1]!.next;
     first.close();
     const seen: string[] = [];
@@ -101,10 +101,10 @@ describe.skipIf(!HAS_INTEROP)('reading files written by real ZODB', () => {
   });
 });
 
-describe.skipIf(!HAS_INTEROP)('[FS-TID-2] positioning a stream after a start tid', () => {
+describe('[FS-TID-2] positioning a stream after a start tid', () => {
   const manifest = interopJson<Manifest>('small/Data.fs.json');
   const tids = manifest.transaction_log.map((t) => t.tid);
-  const r = FileStorageReader.open(path.join(INTEROP, 'small/Data.fs'));
+  const r = FileStorageReader.open(interopPath('small/Data.fs'));
   const offsets = [...r.transactions()].map((t: TxnInfo) => t.offset);
   afterAll(() => r.close());
 
@@ -144,7 +144,7 @@ describe('refusing damaged files', () => {
     expect(() => FileStorageReader.open(file)).toThrow(/invalid file header/);
   });
 
-  it.skipIf(!HAS_INTEROP)('[FS-CHECK-13] a trailing length that differs from the header is an error, not a stall', () => {
+  it('[FS-CHECK-13] a trailing length that differs from the header is an error, not a stall', () => {
     const bytes = Buffer.from(interopFile('small/Data.fs'));
     const tlen = Number(bytes.readBigUInt64BE(4 + 8));
     bytes.writeBigUInt64BE(BigInt(tlen + 1), 4 + tlen);
@@ -153,7 +153,7 @@ describe('refusing damaged files', () => {
     });
   });
 
-  it.skipIf(!HAS_INTEROP)('[FS-CHECK-18] a back pointer that points forward is refused when resolved', () => {
+  it('[FS-CHECK-18] a back pointer that points forward is refused when resolved', () => {
     const bytes = Buffer.from(interopFile('undo/Data.fs'));
     // the undo transaction's backpointer record (see spec/file-format.md) at offset 1629
     bytes.writeBigUInt64BE(BigInt(1629), 1629 + 42);
@@ -163,13 +163,13 @@ describe('refusing damaged files', () => {
     });
   });
 
-  it.skipIf(!HAS_INTEROP)('notices that the file was replaced, as a pack does', () => {
+  it('notices that the file was replaced, as a pack does', () => {
     const file = path.join(work, 'packme.fs');
-    copyFileSync(path.join(INTEROP, 'packed/Data.fs.old'), file);
+    copyFileSync(interopPath('packed/Data.fs.old'), file);
     const r = FileStorageReader.open(file);
     expect(r.replaced()).toBe(false);
     const packed = path.join(work, 'packme.fs.pack');
-    writeFileSync(packed, readFileSync(path.join(INTEROP, 'packed/Data.fs')));
+    writeFileSync(packed, readFileSync(interopPath('packed/Data.fs')));
     renameSync(packed, file);
     expect(r.replaced()).toBe(true);
     r.close();

@@ -9,7 +9,7 @@ import type { BlobMessage, StoreMessage, TransactionMessage } from '../messages.
 import { dumpExtension } from '../pickle/encoder.ts';
 import { type PickleValue, PyDict, PyTuple } from '../pickle/values.ts';
 import { type OutgoingRecord, StreamDecoder, StreamEncoder } from '../stream.ts';
-import { HAS_INTEROP, INTEROP, interopFile, interopJson, type Manifest, type TranscriptInfo } from './interop.ts';
+import { interopFile, interopJson, interopPath, type Manifest, type TranscriptInfo } from './interop.ts';
 
 interface Received {
   begin: TransactionMessage;
@@ -69,7 +69,7 @@ const TRANSCRIPTS: { name: string; file: string; skip: number }[] = [
   { name: 'blobs-from-z64', file: 'blobs/Data.fs', skip: 0 },
 ];
 
-describe.skipIf(!HAS_INTEROP)('transcripts of a real zc.zrs primary', () => {
+describe('transcripts of a real zc.zrs primary', () => {
   describe.each(TRANSCRIPTS)('$name', ({ name, file, skip }) => {
     const t = readTranscript(name);
     const info = interopJson<TranscriptInfo>(`transcripts/${name}.zrs.json`);
@@ -117,7 +117,7 @@ describe.skipIf(!HAS_INTEROP)('transcripts of a real zc.zrs primary', () => {
     });
 
     it.skipIf(!name.startsWith('blobs'))('[WIRE-BLOB-2] [WIRE-BLOB-3] blob chunks are 65536 bytes and hold the blob file', () => {
-      const blobDir = path.join(INTEROP, 'blobs/blobs');
+      const blobDir = interopPath('blobs/blobs');
       let blobs = 0;
       for (const r of t.txns.flatMap((x) => x.records)) {
         if (r.message.type !== 'B') continue;

@@ -1,11 +1,11 @@
 /**
  * Runs the Kaitai Struct description spec/filestorage.ksy over FileStorage files written by the
- * real ZODB (the interop set in ../shared/interop) and compares what it parses with the
+ * real ZODB (the interop set, copied in fixtures/real) and compares what it parses with the
  * manifests that ZODB's own iterator wrote beside each file. Also checks the byte examples of
  * spec/file-format.md against the .ksy and the TimeStamp formulas.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -16,20 +16,14 @@ import {
   type FsDataRecord,
   type FsFile,
 } from '../tools/kaitai.ts';
+import { HAS_TEST_CHECKER, interopPath, TEST_CHECKER } from '../../reference/test/interop.ts';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const interopDir = path.resolve(repoRoot, '../shared/interop');
-const haveInterop = existsSync(interopDir);
 const formatDoc = path.join(repoRoot, 'spec/file-format.md');
 
-if (!haveInterop) {
-  console.warn(
-    `kaitai.test.ts: interop folder ${interopDir} not found; the tests against real ZODB files are skipped`,
-  );
-}
 
 // ---------------------------------------------------------------------------------------------
-// Manifest format (written by the real ZODB's FileStorage iterator, see ../shared/interop/README.md)
+// Manifest format (written by the real ZODB's FileStorage iterator, see fixtures/real/README.md)
 
 interface ManifestRecord {
   oid: string;
@@ -61,11 +55,11 @@ interface Manifest {
 }
 
 function readManifest(rel: string): Manifest {
-  return JSON.parse(readFileSync(path.join(interopDir, rel), 'utf8')) as Manifest;
+  return JSON.parse(readFileSync(interopPath(rel), 'utf8')) as Manifest;
 }
 
 function readInterop(rel: string): Uint8Array {
-  return new Uint8Array(readFileSync(path.join(interopDir, rel)));
+  return new Uint8Array(readFileSync(interopPath(rel)));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -200,15 +194,13 @@ const validFiles: Case[] = [
   { file: 'packed/Data.fs', manifest: 'packed/Data.fs.json', magic: 'FS30' },
   { file: 'packed/Data.fs.old', manifest: 'packed/Data.fs.old.json', magic: 'FS30' },
   { file: 'blobs/Data.fs', manifest: 'blobs/Data.fs.json', magic: 'FS30' },
-  { file: 'fs21/test-checker.fs', manifest: 'fs21/test-checker.fs.json', magic: 'FS21' },
+  ...(HAS_TEST_CHECKER ? [{ file: TEST_CHECKER, manifest: `${TEST_CHECKER}.json`, magic: 'FS21' }] : []),
   { file: 'fs21/small-as-fs21.fs', manifest: 'small/Data.fs.json', magic: 'FS21' },
 ];
 
-const interopTitle = haveInterop
-  ? 'filestorage.ksy against files written by the real ZODB'
-  : `filestorage.ksy against files written by the real ZODB (SKIPPED: ${interopDir} not found)`;
+const interopTitle = 'filestorage.ksy against files written by the real ZODB';
 
-describe.skipIf(!haveInterop)(interopTitle, () => {
+describe(interopTitle, () => {
   describe.each(validFiles)('$file', ({ file, manifest, magic }) => {
     let bytes: Uint8Array;
     let fs: FsFile;
@@ -353,7 +345,7 @@ describe.skipIf(!haveInterop)(interopTitle, () => {
   });
 
   it('[FS-BLOB-1] [FS-BLOB-4] [FS-BLOB-6] [FS-BLOB-7] [FS-BLOB-8] blobs/: each blob record has its file at the bushy path, and each file a record', () => {
-    const blobDir = path.join(interopDir, 'blobs/blobs');
+    const blobDir = interopPath('blobs/blobs');
     expect(readFileSync(path.join(blobDir, '.layout'), 'utf8')).toBe('bushy');
     const fs = parseFileStorage(readInterop('blobs/Data.fs'), parser);
     const byOffset = recordsByOffset(fs);
