@@ -6,6 +6,16 @@
  */
 import { FramingError } from './errors.ts';
 
+/** A frame header announced more than the receiver accepts. */
+export class FrameTooLargeError extends FramingError {
+  constructor(
+    readonly length: number,
+    readonly limit: number,
+  ) {
+    super('ERR_FRAME_TOO_LARGE', `frame of ${length} bytes exceeds the receive limit of ${limit}`, 'WIRE-FRAME-5');
+  }
+}
+
 /** Bytes in a frame header. */
 export const HEADER_SIZE = 4;
 /** The largest payload a header can announce. */
@@ -16,7 +26,7 @@ export const PRIMARY_RECEIVE_LIMIT = 8;
 /** The 4-byte header of a frame with `length` payload bytes. */
 export function frameHeader(length: number): Buffer {
   if (!Number.isInteger(length) || length < 0 || length > MAX_FRAME) {
-    throw new FramingError('ERR_FRAME_LENGTH', `a frame cannot carry ${length} bytes`, 'WIRE-FRAME-1');
+    throw new FramingError('ERR_FRAME_LENGTH', `a frame cannot carry ${length} bytes`, 'WIRE-FRAME-7');
   }
   const h = Buffer.allocUnsafe(HEADER_SIZE);
   h.writeUInt32BE(length, 0);
@@ -42,7 +52,7 @@ export class FrameDecoder {
   private partsLength = 0;
   private failure: FramingError | undefined;
 
-  /** @param limit the largest payload accepted; larger headers raise `ERR_FRAME_TOO_LARGE`. */
+  /** @param limit the largest payload accepted; larger headers raise {@link FrameTooLargeError}. */
   constructor(readonly limit: number = MAX_FRAME) {}
 
   /** True when no partial frame is buffered. */
@@ -105,11 +115,7 @@ export class FrameDecoder {
 
   private start(length: number): void {
     if (length > this.limit) {
-      this.failure = new FramingError(
-        'ERR_FRAME_TOO_LARGE',
-        `frame of ${length} bytes exceeds the receive limit of ${this.limit}`,
-        'WIRE-FRAME-4',
-      );
+      this.failure = new FrameTooLargeError(length, this.limit);
       throw this.failure;
     }
     this.expected = length;

@@ -40,6 +40,11 @@ export class FileFollower {
     return this.reader;
   }
 
+  /** True once the position after the start tid is known. */
+  get positioned(): boolean {
+    return this.offset !== null;
+  }
+
   /** Tid of the last transaction returned, or the start tid before the first. */
   get lastTid(): Buffer {
     return this.last;

@@ -148,8 +148,9 @@ export class FileStorageWriter {
         'FS-TID-2',
       );
     }
-    if (meta.status !== Status.COMMITTED && meta.status !== Status.PACKED) {
-      throw new ZrsError('ERR_FS_STATUS', `a transaction cannot be committed with status ${JSON.stringify(meta.status)}`, 'FS-STATUS-4');
+    // A secondary copies the primary's status; only `c` and `u` can never be final.
+    if (meta.status.length !== 1 || meta.status.charCodeAt(0) > 0x7f || meta.status === Status.CHECKPOINT || meta.status === Status.UNDONE) {
+      throw new ZrsError('ERR_FS_STATUS', `a transaction cannot be committed with status ${JSON.stringify(meta.status)}`, 'FS-STATUS-3');
     }
     for (const [name, v] of [['user', meta.user], ['description', meta.description], ['extension', meta.extension]] as const) {
       if (v.length > MAX_META_LENGTH) throw new ZrsError('ERR_FS_META_TOO_LONG', `${name} is longer than 65535 bytes`, 'FS-TXN-4');

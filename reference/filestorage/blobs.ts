@@ -1,0 +1,76 @@
+/**
+ * The blob directory beside a FileStorage file (spec/file-format.md §8): its layout, where
+ * the file of a blob revision lives, and how a blob record is recognised.
+ * @module
+ */
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { ZrsError } from '../errors.ts';
+import { readPickle } from '../pickle/decoder.ts';
+import { PyGlobal } from '../pickle/values.ts';
+
+/** The two layouts ZODB knows. */
+export type BlobLayout = 'bushy' | 'lawn';
+
+/** `0x` + hex digits without leading zeros, an even number of them (FS-BLOB-6). */
+export function blobRepr(id: Uint8Array): string {
+  let digits = Buffer.from(id).toString('hex').replace(/^0+/, '');
+  if (digits.length % 2) digits = `0${digits}`;
+  return `0x${digits || '00'}`;
+}
+
+/** A blob directory; created with the `bushy` layout when missing. */
+export class BlobDirectory {
+  readonly layout: BlobLayout;
+
+  constructor(readonly dir: string) {
+    this.layout = BlobDirectory.selectLayout(dir);
+    mkdirSync(path.join(dir, 'tmp'), { recursive: true });
+    const file = path.join(dir, '.layout');
+    if (!existsSync(file)) writeFileSync(file, this.layout);
+  }
+
+  /** The layout a directory has, or would get (FS-BLOB-2). */
+  static selectLayout(dir: string): BlobLayout {
+    const file = path.join(dir, '.layout');
+    if (existsSync(file)) {
+      const word = readFileSync(file, 'latin1').trim();
+      if (word !== 'bushy' && word !== 'lawn') {
+        throw new ZrsError('ERR_BLOB_LAYOUT', `${file}: unknown blob layout ${JSON.stringify(word)}`, 'FS-BLOB-2');
+      }
+      return word;
+    }
+    if (!existsSync(dir)) return 'bushy';
+    return readdirSync(dir).every((name) => name.startsWith('.')) ? 'bushy' : 'lawn';
+  }
+
+  /** The folder holding the revisions of an object. */
+  objectDir(oid: Uint8Array): string {
+    if (this.layout === 'lawn') return path.join(this.dir, blobRepr(oid));
+    return path.join(this.dir, ...[...oid].map((b) => `0x${b.toString(16).padStart(2, '0')}`));
+  }
+
+  /** The file of the revision (oid, tid) (FS-BLOB-4, FS-BLOB-5). */
+  blobPath(oid: Uint8Array, tid: Uint8Array): string {
+    return path.join(this.objectDir(oid), `${blobRepr(tid)}.blob`);
+  }
+
+  /** Where incoming and temporary blob files are made (FS-BLOB-3). */
+  get tmp(): string {
+    return path.join(this.dir, 'tmp');
+  }
+}
+
+/**
+ * True when record data is a blob record: its first pickle is the class `ZODB.blob.Blob`
+ * itself (FS-BLOB-7). Decided by the safe decoder; nothing is imported.
+ */
+export function isBlobRecord(data: Uint8Array | null): boolean {
+  if (!data || data.length === 0) return false;
+  try {
+    const first = readPickle(data).value;
+    return first instanceof PyGlobal && first.module === 'ZODB.blob' && first.name === 'Blob';
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,255 @@
+/**
+ * One secondary's connection to a primary (wire-protocol §9.2): the handshake, positioning,
+ * streaming every committed transaction as it comes, and the two ways of closing.
+ *
+ * Back-pressure: a frame is written only while the socket accepts more; when its buffer is
+ * full the stream waits for it to drain, so a slow or stalled secondary holds at most one
+ * record beyond the socket's buffer and never slows the others.
+ * @module
+ */
+import { once } from 'node:events';
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import type { Socket } from 'node:net';
+import { ZrsError } from '../errors.ts';
+import { type BlobDirectory, isBlobRecord } from '../filestorage/blobs.ts';
+import { FileFollower } from '../filestorage/follower.ts';
+import type { TxnInfo } from '../filestorage/reader.ts';
+import { FrameDecoder, FrameTooLargeError, PRIMARY_RECEIVE_LIMIT } from '../framing.ts';
+import type { Fields, Logger } from '../net/log.ts';
+import { loadPickle } from '../pickle/decoder.ts';
+import { PyDict } from '../pickle/values.ts';
+import { StreamEncoder } from '../stream.ts';
+import { hex8, tidToString } from '../timestamp.ts';
+import { type HandshakeStep, PrimaryHandshake } from './handshake.ts';
+import type { CommitSignal } from './signal.ts';
+
+/** Blob content goes out in chunks of this size (WIRE-BLOB-3). */
+export const BLOB_CHUNK = 65536;
+
+/** What a connection needs from its primary. */
+export interface PrimaryContext {
+  /** The FileStorage file served. */
+  path: string;
+  /** The blob directory, when the primary serves blobs. */
+  blobs: BlobDirectory | null;
+  signal: CommitSignal;
+  logger: Logger;
+}
+
+type State = 'handshake' | 'positioning' | 'streaming' | 'draining' | 'closed';
+
+/** The primary's side of one connection. */
+export class PrimaryConnection {
+  private state: State = 'handshake';
+  private readonly decoder = new FrameDecoder(PRIMARY_RECEIVE_LIMIT);
+  private readonly handshake: PrimaryHandshake;
+  private follower: FileFollower | null = null;
+  /** Resolves once the connection is closed, however that happened. */
+  readonly closed: Promise<void>;
+  private markClosed!: () => void;
+  /** Transactions sent on this connection. */
+  sentTransactions = 0;
+  /** Start tid of the handshake, once known. */
+  startTid: Buffer | null = null;
+
+  constructor(
+    private readonly socket: Socket,
+    private readonly ctx: PrimaryContext,
+    readonly peer: string,
+  ) {
+    this.handshake = new PrimaryHandshake(ctx.blobs !== null);
+    this.closed = new Promise((resolve) => (this.markClosed = resolve));
+    socket.on('data', (chunk: Buffer) => this.receive(chunk));
+    socket.on('error', (e) => this.log('info', 'socket-error', e.message));
+    socket.on('close', () => this.finish());
+    this.log('info', 'connected', 'secondary connected');
+  }
+
+  private log(level: 'debug' | 'info' | 'warn' | 'error', event: string, message: string, fields: Fields = {}): void {
+    this.ctx.logger.log(level, event, message, { peer: this.peer, ...fields });
+  }
+
+  /** Bytes from the secondary: only the handshake and keep-alives are allowed. */
+  private receive(chunk: Buffer): void {
+    if (this.stopping) return; // WIRE-CLOSE-5
+    let frames: Buffer[];
+    let tooLarge: FrameTooLargeError | null = null;
+    try {
+      frames = this.decoder.push(chunk);
+    } catch (e) {
+      if (!(e instanceof FrameTooLargeError)) throw e;
+      frames = [];
+      tooLarge = e;
+    }
+    for (const frame of frames) {
+      this.step(this.handshake.frame(frame));
+      if (this.stopping) return;
+    }
+    if (tooLarge) this.step(this.handshake.tooLarge(tooLarge.length));
+  }
+
+  private step(s: HandshakeStep): void {
+    switch (s.kind) {
+      case 'continue':
+        return;
+      case 'keep-alive':
+        return this.log('debug', 'keep-alive', 'keep-alive');
+      case 'refuse':
+        this.log('error', 'refused', s.reason, { requirement: s.requirement });
+        return this.destroy();
+      case 'violation':
+        this.log('error', 'protocol-error', s.reason, { requirement: s.requirement });
+        return this.drain();
+      case 'start':
+        this.startTid = s.startTid;
+        this.log('info', 'start', `start ${hex8(s.startTid)} (${tidToString(s.startTid)})`, { protocol: s.protocol });
+        this.state = 'positioning';
+        void this.stream(s.startTid);
+    }
+  }
+
+  /** Catch up then close (WIRE-CLOSE-2): send what is committed, then end the connection. */
+  drain(): void {
+    if (this.state === 'closed' || this.state === 'draining') return;
+    // Before the stream is positioned there is nothing to catch up with: close, sending nothing.
+    if (this.state !== 'streaming') return this.end();
+    this.state = 'draining';
+    this.ctx.signal.notify();
+  }
+
+  /** Close at once, sending nothing more (WIRE-CLOSE-1). */
+  destroy(): void {
+    if (this.state === 'closed') return;
+    this.socket.destroy();
+    this.finish();
+  }
+
+  private end(): void {
+    this.state = 'closed';
+    this.socket.end();
+  }
+
+  private finish(): void {
+    if (this.state !== 'closed') this.state = 'closed';
+    this.follower?.close();
+    this.follower = null;
+    this.markClosed();
+    this.ctx.signal.notify();
+  }
+
+  /** True once the connection is closing or closed: input is ignored from then on. */
+  private get stopping(): boolean {
+    return this.state === 'closed' || this.state === 'draining';
+  }
+
+  private get live(): boolean {
+    return this.state !== 'closed' && !this.socket.destroyed;
+  }
+
+  /** The streaming loop: each committed transaction, whole, in file order. */
+  private async stream(startTid: Buffer): Promise<void> {
+    const encoder = new StreamEncoder(startTid);
+    try {
+      this.follower = new FileFollower(this.ctx.path, startTid);
+      for (;;) {
+        if (!this.live) return;
+        const wake = this.ctx.signal.next();
+        const step = this.follower.next();
+        if (step.kind === 'transaction') {
+          if (this.state === 'positioning') this.state = 'streaming';
+          await this.sendTransaction(encoder, step.txn);
+          continue;
+        }
+        if (this.state === 'positioning' && this.follower.positioned) this.state = 'streaming';
+        if (this.state === 'draining') return this.end();
+        await wake;
+      }
+    } catch (e) {
+      if (!(e instanceof ZrsError)) throw e;
+      if (this.live) this.log('error', 'stream-error', e.message, { code: e.code, requirement: e.requirement });
+      this.destroy();
+    }
+  }
+
+  /** Writes a frame (header and payload); waits while the socket's buffer is full. */
+  private async write(frame: [Buffer, Uint8Array]): Promise<void> {
+    if (!this.live) throw new ZrsError('ERR_CONNECTION_CLOSED', 'the secondary went away');
+    this.socket.write(frame[0]);
+    if (this.socket.write(frame[1])) return;
+    await Promise.race([once(this.socket, 'drain').catch(() => undefined), this.closed]);
+  }
+
+  private async sendTransaction(encoder: StreamEncoder, txn: TxnInfo): Promise<void> {
+    const file = this.follower!.file;
+    const extension = decodeExtension(txn);
+    await this.write(
+      encoder.message({ type: 'T', tid: txn.tid, status: txn.status, user: txn.user, description: txn.description, extension }),
+    );
+    for (const record of file.records(txn)) {
+      const { data, dataTxn } = file.resolve(record);
+      const blob = this.ctx.blobs && isBlobRecord(data) ? this.ctx.blobs.blobPath(record.oid, record.tid) : null;
+      const fd = blob ? openBlob(blob) : null;
+      if (blob && fd === null) this.log('warn', 'blob-missing', `no blob file ${blob}; sent as a plain record`, { oid: hex8(record.oid) });
+      try {
+        if (fd === null) {
+          await this.write(encoder.message({ type: 'S', oid: record.oid, tid: record.tid, version: '', dataTxn }));
+          await this.write(encoder.frame(data ?? Buffer.alloc(0)));
+        } else {
+          await this.sendBlob(encoder, record.oid, record.tid, dataTxn, data!, fd);
+        }
+      } finally {
+        if (fd !== null) closeSync(fd.fd);
+      }
+    }
+    await this.write(encoder.commit());
+    this.sentTransactions++;
+  }
+
+  /** `B`, the data frame, then the blob file in chunks read as they are sent. */
+  private async sendBlob(
+    encoder: StreamEncoder,
+    oid: Buffer,
+    tid: Buffer,
+    dataTxn: Buffer | null,
+    data: Buffer,
+    blob: { fd: number; size: number },
+  ): Promise<void> {
+    const blocks = Math.ceil(blob.size / BLOB_CHUNK);
+    await this.write(encoder.message({ type: 'B', oid, tid, version: '', dataTxn, blocks }));
+    await this.write(encoder.frame(data));
+    for (let i = 0; i < blocks; i++) {
+      const length = Math.min(BLOB_CHUNK, blob.size - i * BLOB_CHUNK);
+      const chunk = Buffer.allocUnsafe(length);
+      const n = readSync(blob.fd, chunk, 0, length, i * BLOB_CHUNK);
+      if (n !== length) {
+        throw new ZrsError('ERR_BLOB_SHORT', `blob file of ${hex8(oid)} ended after ${i * BLOB_CHUNK + n} of ${blob.size} bytes`, 'DEV-BLOBSRC-3');
+      }
+      await this.write(encoder.frame(chunk));
+    }
+  }
+}
+
+/** The extension dict of a transaction, decoded without running anything (WIRE-TXN-7). */
+function decodeExtension(txn: TxnInfo): PyDict {
+  if (txn.extension.length === 0) return new PyDict();
+  let value;
+  try {
+    value = loadPickle(txn.extension);
+  } catch (e) {
+    throw new ZrsError('ERR_EXTENSION', `extension of ${hex8(txn.tid)} at offset ${txn.offset} cannot be decoded: ${(e as Error).message}`, 'DEV-EXTASCII-2');
+  }
+  if (!(value instanceof PyDict)) {
+    throw new ZrsError('ERR_EXTENSION', `extension of ${hex8(txn.tid)} at offset ${txn.offset} is not a dict`, 'DEV-EXTASCII-2');
+  }
+  return value;
+}
+
+function openBlob(file: string): { fd: number; size: number } | null {
+  try {
+    const fd = openSync(file, 'r');
+    return { fd, size: fstatSync(fd).size };
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw e;
+  }
+}

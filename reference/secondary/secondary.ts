@@ -1,0 +1,198 @@
+/**
+ * The reference secondary (wire-protocol §9.3): connects to a primary, sends its handshake,
+ * applies the stream to its own FileStorage, sends keep-alives, and reconnects after any
+ * failure, resuming after its last committed transaction. With a listen address it is also
+ * a primary for its own secondaries (chaining, §9.6).
+ * @module
+ */
+import { EventEmitter } from 'node:events';
+import net from 'node:net';
+import { ZrsError } from '../errors.ts';
+import { BlobDirectory } from '../filestorage/blobs.ts';
+import { FileStorageWriter } from '../filestorage/writer.ts';
+import { encodeFrame, FrameDecoder } from '../framing.ts';
+import { type Address, formatAddress, sameAddress } from '../net/address.ts';
+import { type Logger, silentLogger } from '../net/log.ts';
+import { Primary } from '../primary/primary.ts';
+import { StreamDecoder } from '../stream.ts';
+import { hex8, tidToString } from '../timestamp.ts';
+import { SecondaryApplier } from './applier.ts';
+
+/** The empty frame a secondary sends to keep an idle connection alive (WIRE-KA-1). */
+export const KEEP_ALIVE = Buffer.alloc(4);
+
+export interface SecondaryOptions {
+  /** The FileStorage file to replicate into. */
+  fs: string;
+  /** The primary's address. */
+  from: Address;
+  /** Blob directory: then the secondary stores blobs and asks for `zrs2.1`. */
+  blobDir?: string | null;
+  /** Seconds between keep-alives; 0 turns them off (the default, as in zc.zrs). */
+  keepAliveDelay?: number;
+  /** Seconds to wait before connecting again (default 60, as in zc.zrs). */
+  reconnectDelay?: number;
+  /** Also serve the replicated file to downstream secondaries here. */
+  listen?: Address | null;
+  logger?: Logger;
+}
+
+/** Events: `committed` (tid), `connected` (), `disconnected` (reason). */
+export class Secondary extends EventEmitter {
+  private readonly writer: FileStorageWriter;
+  private readonly applier: SecondaryApplier;
+  private readonly blobs: BlobDirectory | null;
+  private socket: net.Socket | null = null;
+  private reconnectTimer: NodeJS.Timeout | null = null;
+  private keepAliveTimer: NodeJS.Timeout | null = null;
+  private closed = false;
+  private downstream: Primary | null = null;
+  readonly logger: Logger;
+  /** Transactions applied since start. */
+  appliedTransactions = 0;
+
+  private constructor(readonly options: SecondaryOptions) {
+    super();
+    this.logger = options.logger ?? silentLogger;
+    this.writer = FileStorageWriter.open(options.fs);
+    const r = this.writer.recovery;
+    if (r) this.logger.log('warn', 'recovered', `damaged tail (${r.reason}) of ${r.removed} bytes saved to ${r.savedAs}`, { offset: r.truncatedAt });
+    this.blobs = options.blobDir ? new BlobDirectory(options.blobDir) : null;
+    this.applier = new SecondaryApplier(this.writer, this.blobs, this.logger);
+  }
+
+  /** Opens (and recovers) the file, starts serving downstream if asked, and connects. */
+  static async start(options: SecondaryOptions): Promise<Secondary> {
+    if (options.listen && sameAddress(options.listen, options.from)) {
+      throw new ZrsError('ERR_CONFIG', 'Values for replicate-to and replicate-from must be different.', 'WIRE-CHAIN-4');
+    }
+    const s = new Secondary(options);
+    try {
+      if (options.listen) {
+        s.downstream = await Primary.start({ fs: options.fs, listen: options.listen, blobDir: options.blobDir ?? null, mode: 'chained', logger: s.logger });
+      }
+    } catch (e) {
+      s.writer.close();
+      throw e;
+    }
+    s.connect();
+    return s;
+  }
+
+  /** The last committed tid: what the next handshake sends (WIRE-HS-3, DEV-RESUME-1). */
+  get lastTid(): Buffer {
+    return this.writer.lastTid;
+  }
+
+  /** The downstream primary of a chained secondary. */
+  get primary(): Primary | null {
+    return this.downstream;
+  }
+
+  /** True while connected to the primary. */
+  get connected(): boolean {
+    return this.socket !== null && !this.socket.connecting && !this.socket.destroyed;
+  }
+
+  private connect(): void {
+    if (this.closed) return;
+    const a = this.options.from;
+    const peer = formatAddress(a);
+    const socket = a.kind === 'unix' ? net.connect(a.path) : net.connect({ port: a.port, host: a.host || 'localhost' });
+    this.socket = socket;
+    const frames = new FrameDecoder();
+    let stream: StreamDecoder | null = null;
+    let failure: string | null = null;
+
+    socket.on('connect', () => {
+      if (this.closed) return void socket.destroy();
+      socket.setNoDelay(true);
+      const start = this.writer.lastTid;
+      const protocol = this.blobs ? 'zrs2.1' : 'zrs2.0';
+      // Both handshake frames at once, before anything else (WIRE-HS-1, WIRE-KA-4).
+      socket.write(Buffer.concat([encodeFrame(Buffer.from(protocol)), encodeFrame(start)]));
+      stream = new StreamDecoder(start);
+      this.startKeepAlive(socket);
+      this.logger.log('info', 'connected', `replicating from ${hex8(start)} (${tidToString(start)})`, { peer, protocol });
+      this.emit('connected');
+    });
+
+    socket.on('data', (chunk: Buffer) => {
+      if (!stream || failure) return;
+      try {
+        for (const frame of frames.push(chunk)) {
+          const event = stream.push(frame);
+          if (!event) continue;
+          const tid = this.applier.apply(event);
+          if (tid) this.committed(tid);
+        }
+      } catch (e) {
+        if (!(e instanceof ZrsError)) throw e;
+        failure = e.message;
+        this.logger.log('error', 'input-error', e.message, { peer, code: e.code, requirement: e.requirement });
+        this.applier.abort();
+        socket.destroy();
+      }
+    });
+
+    socket.on('error', (e) => {
+      failure ??= e.message;
+    });
+
+    socket.on('close', () => {
+      this.stopKeepAlive();
+      if (this.applier.inTransaction) this.applier.abort(); // WIRE-CLOSE-6
+      if (this.socket === socket) this.socket = null;
+      const reason = failure ?? 'connection closed by the primary';
+      this.emit('disconnected', reason);
+      if (this.closed) return;
+      const delay = this.options.reconnectDelay ?? 60;
+      this.logger.log('info', 'disconnected', `${reason}; reconnecting in ${delay} s`, { peer });
+      this.reconnectTimer = setTimeout(() => {
+        this.reconnectTimer = null;
+        this.connect();
+      }, delay * 1000);
+    });
+  }
+
+  private committed(tid: Buffer): void {
+    this.appliedTransactions++;
+    this.downstream?.notify();
+    this.logger.log('debug', 'committed', `committed ${hex8(tid)}`);
+    this.emit('committed', tid);
+  }
+
+  /** Keep-alives: the first one a full delay after the handshake, then every delay (WIRE-KA-2). */
+  private startKeepAlive(socket: net.Socket): void {
+    const delay = this.options.keepAliveDelay ?? 0;
+    if (delay <= 0) return;
+    this.keepAliveTimer = setInterval(() => {
+      if (!socket.destroyed) socket.write(KEEP_ALIVE);
+    }, delay * 1000);
+  }
+
+  private stopKeepAlive(): void {
+    if (this.keepAliveTimer) clearInterval(this.keepAliveTimer);
+    this.keepAliveTimer = null;
+  }
+
+  /**
+   * Stops for good (WIRE-SHUT-4): no more reconnects, the connection closed, the open
+   * transaction aborted, then the downstream primary (if chained) and the file closed.
+   */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+    const socket = this.socket;
+    if (socket && !socket.destroyed) {
+      const gone = new Promise((r) => socket.once('close', r));
+      socket.destroy();
+      await gone;
+    }
+    this.stopKeepAlive();
+    this.applier.abort();
+    await this.downstream?.close();
+    this.writer.close();
+  }
+}
