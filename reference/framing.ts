@@ -8,6 +8,9 @@ import { FramingError } from './errors.ts';
 
 /** A frame header announced more than the receiver accepts. */
 export class FrameTooLargeError extends FramingError {
+  /** Frames completed in the same `push` before the oversized header, in order. */
+  completed: Buffer[] = [];
+
   constructor(
     readonly length: number,
     readonly limit: number,
@@ -67,12 +70,23 @@ export class FrameDecoder {
 
   /**
    * Consumes `chunk` and returns the payloads it completed. Payloads may share memory with
-   * `chunk`. After an error, every later call throws the same error.
+   * `chunk`. An oversized header throws {@link FrameTooLargeError}, carrying the frames
+   * completed before it; after an error, every later call throws the same error.
    */
   push(chunk: Uint8Array): Buffer[] {
     if (this.failure) throw this.failure;
     const data = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
     const frames: Buffer[] = [];
+    try {
+      this.consume(data, frames);
+    } catch (e) {
+      if (e instanceof FrameTooLargeError) e.completed = frames;
+      throw e;
+    }
+    return frames;
+  }
+
+  private consume(data: Buffer, frames: Buffer[]): void {
     let pos = 0;
     while (pos < data.length) {
       if (this.expected < 0) {
@@ -110,7 +124,6 @@ export class FrameDecoder {
       pos += take;
       if (this.partsLength === 0) this.expected = -1;
     }
-    return frames;
   }
 
   private start(length: number): void {

@@ -78,7 +78,7 @@ export class PrimaryConnection {
       frames = this.decoder.push(chunk);
     } catch (e) {
       if (!(e instanceof FrameTooLargeError)) throw e;
-      frames = [];
+      frames = e.completed;
       tooLarge = e;
     }
     for (const frame of frames) {

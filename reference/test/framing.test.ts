@@ -1,7 +1,7 @@
 import { fc, test } from '@fast-check/vitest';
 import { describe, expect, it } from 'vitest';
 import { FramingError } from '../errors.ts';
-import { encodeFrame, FrameDecoder, frameHeader, PRIMARY_RECEIVE_LIMIT } from '../framing.ts';
+import { encodeFrame, FrameDecoder, frameHeader, FrameTooLargeError, PRIMARY_RECEIVE_LIMIT } from '../framing.ts';
 
 /** Feeds `bytes` to a fresh decoder in pieces cut at `cuts`, returning the frames. */
 function decodeSplit(bytes: Buffer, cuts: number[], limit?: number): Buffer[] {
@@ -20,17 +20,17 @@ function decodeSplit(bytes: Buffer, cuts: number[], limit?: number): Buffer[] {
 const payloads = fc.array(fc.uint8Array({ maxLength: 300 }), { maxLength: 12 });
 
 describe('framing', () => {
-  it('a frame is a 4-byte big-endian length then the payload', () => {
+  it('[WIRE-FRAME-1] a frame is a 4-byte big-endian length then the payload', () => {
     expect(encodeFrame(Buffer.from('zrs2.0')).toString('hex')).toBe('000000067a7273322e30');
     expect(frameHeader(0x01020304).toString('hex')).toBe('01020304');
   });
 
-  it('delivers empty frames (keep-alives, no-data frames)', () => {
+  it('[WIRE-FRAME-2] delivers empty frames (keep-alives, no-data frames)', () => {
     const frames = new FrameDecoder().push(Buffer.from('00000000000000000000000161', 'hex'));
     expect(frames.map((f) => f.toString('hex'))).toEqual(['', '', '61']);
   });
 
-  test.prop([payloads, fc.array(fc.nat(4000), { maxLength: 20 })])('any split of a frame stream decodes the same', (ps, cuts) => {
+  test.prop([payloads, fc.array(fc.nat(4000), { maxLength: 20 })])('[WIRE-FRAME-3] any split of a frame stream decodes the same', (ps, cuts) => {
     const bytes = Buffer.concat(ps.map((p) => encodeFrame(p)));
     const frames = decodeSplit(bytes, cuts);
     expect(frames.map((f) => Buffer.from(f).toString('hex'))).toEqual(ps.map((p) => Buffer.from(p).toString('hex')));
@@ -47,7 +47,7 @@ describe('framing', () => {
     expect(out.map((f) => f.toString())).toEqual(ps.map((p) => p.toString()));
   });
 
-  it('checks the receive limit as soon as the header is complete, before any payload', () => {
+  it('[WIRE-FRAME-5] checks the receive limit as soon as the header is complete, before any payload', () => {
     const d = new FrameDecoder(PRIMARY_RECEIVE_LIMIT);
     expect(d.push(frameHeader(8).subarray(0, 3))).toEqual([]);
     let error: unknown;
@@ -59,6 +59,19 @@ describe('framing', () => {
     expect(error).toBeInstanceOf(FramingError);
     expect((error as FramingError).code).toBe('ERR_FRAME_TOO_LARGE');
     expect(() => d.push(Buffer.alloc(1))).toThrow(FramingError);
+  });
+
+  it('[WIRE-FRAME-5] frames before an oversized header in the same chunk are not lost', () => {
+    const d = new FrameDecoder(PRIMARY_RECEIVE_LIMIT);
+    let error: unknown;
+    try {
+      d.push(Buffer.concat([encodeFrame(Buffer.from('zrs2.0')), encodeFrame(Buffer.alloc(8)), frameHeader(15)]));
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(FrameTooLargeError);
+    expect((error as FrameTooLargeError).completed.map((f) => f.length)).toEqual([6, 8]);
+    expect((error as FrameTooLargeError).length).toBe(15);
   });
 
   test.prop([fc.integer({ min: 0, max: 8 })])('a primary accepts frames of up to 8 bytes', (n) => {
