@@ -1,16 +1,29 @@
 /**
- * The `zrs` command line: FileStorage tools now, the primary and secondary later.
+ * The `zrs` command line: the primary and secondary roles, and FileStorage tools.
  *
  * Exit status: 0 success, 1 the input is invalid (for example `fsck` found a violation),
  * 2 the command line was wrong or a file could not be read.
  * @module
  */
+import { ZrsError } from '../errors.ts';
 import { fsck } from './fsck.ts';
 import { fsdump } from './fsdump.ts';
+import { primaryCommand, runCommand, secondaryCommand } from './nodes.ts';
+import { type Output, UsageError } from './output.ts';
 import { tid } from './tid.ts';
-import { UsageError, type Output } from './output.ts';
 
-const COMMANDS: Record<string, { run: (args: string[], out: Output) => number; usage: string }> = {
+const NODE_OPTIONS = '[--control stdio] [--log-format text|json] [--log-level L]';
+
+const COMMANDS: Record<string, { run: (args: string[], out: Output) => number | Promise<number>; usage: string }> = {
+  primary: {
+    run: primaryCommand,
+    usage: `zrs primary --fs FILE --listen ADDR [--blob-dir DIR] [--follow] [--shutdown-timeout S] ${NODE_OPTIONS}`,
+  },
+  secondary: {
+    run: secondaryCommand,
+    usage: `zrs secondary --fs FILE --from ADDR [--blob-dir DIR] [--listen ADDR] [--keep-alive-delay S] [--reconnect-delay S] ${NODE_OPTIONS}`,
+  },
+  run: { run: runCommand, usage: `zrs run --config FILE ${NODE_OPTIONS}` },
   fsck: { run: fsck, usage: 'zrs fsck [--json] FILE...     check FileStorage files against every validity rule' },
   fsdump: { run: fsdump, usage: 'zrs fsdump [--json] FILE      one line per transaction and per data record' },
   tid: { run: tid, usage: 'zrs tid HEX|DATE|now...       convert tids between 16 hex digits and dates' },
@@ -18,8 +31,8 @@ const COMMANDS: Record<string, { run: (args: string[], out: Output) => number; u
 
 const USAGE = `usage:\n${Object.values(COMMANDS).map((c) => `  ${c.usage}`).join('\n')}`;
 
-/** Runs the command line `args` (without the program name); returns the exit status. */
-export function main(args: string[], out: Output = { stdout: process.stdout, stderr: process.stderr }): number {
+/** Runs the command line `args` (without the program name); resolves with the exit status. */
+export async function main(args: string[], out: Output = { stdout: process.stdout, stderr: process.stderr }): Promise<number> {
   const [name, ...rest] = args;
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
     (name ? out.stdout : out.stderr).write(`${USAGE}\n`);
@@ -31,15 +44,20 @@ export function main(args: string[], out: Output = { stdout: process.stdout, std
     return 2;
   }
   try {
-    return command.run(rest, out);
+    return await command.run(rest, out);
   } catch (e) {
     if (e instanceof UsageError) {
       out.stderr.write(`zrs ${name}: ${e.message}\nusage: ${command.usage}\n`);
       return 2;
     }
-    const err = e as NodeJS.ErrnoException;
+    if (e instanceof ZrsError) {
+      out.stderr.write(`zrs ${name}: ${e.message}\n`);
+      return 2;
+    }
+    const err = e as NodeJS.ErrnoException & { address?: string; port?: number };
     if (err.code && err.syscall) {
-      out.stderr.write(`zrs ${name}: cannot ${err.syscall} ${err.path ?? ''}: ${err.code}\n`);
+      const what = err.path ?? (err.address ? `${err.address}${err.port !== undefined ? `:${err.port}` : ''}` : '');
+      out.stderr.write(`zrs ${name}: cannot ${err.syscall} ${what}: ${err.code}\n`);
       return 2;
     }
     throw e;

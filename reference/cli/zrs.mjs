@@ -5,4 +5,5 @@ import { register } from 'tsx/esm/api';
 
 register();
 const { main } = await import('./main.ts');
-process.exitCode = main(process.argv.slice(2));
+const status = await main(process.argv.slice(2));
+process.exit(status);

@@ -64,6 +64,8 @@ export interface RecordToWrite {
   data: Uint8Array | null;
   /** Tid of a transaction that may hold the same data for this object. */
   dataTxn?: Uint8Array | null;
+  /** A back pointer to write instead of data (undo); `data` must then be null. */
+  back?: number;
 }
 
 const oidKey = (oid: Uint8Array) => Buffer.from(oid.buffer, oid.byteOffset, 8).readBigUInt64BE(0);
@@ -172,9 +174,34 @@ export class FileStorageWriter {
     return t.finish();
   }
 
+  /**
+   * The records that undo the transaction `tid`, as ZODB's transactional undo writes them:
+   * each object of that transaction gets a back pointer to its revision before it (0 when
+   * the transaction created it). Refused when a later transaction changed one of them.
+   */
+  undoRecords(tid: Uint8Array, serial: Uint8Array): RecordToWrite[] {
+    const at = this.txnAt.get(Buffer.from(tid).readBigUInt64BE(0));
+    if (at === undefined) throw new ZrsError('ERR_UNDO', `no transaction ${hex8(tid)} to undo`);
+    const s = this.reader.scan(at);
+    if (s.kind !== 'transaction' || s.txn.status !== Status.COMMITTED) {
+      throw new ZrsError('ERR_UNDO', `transaction ${hex8(tid)} cannot be undone (status ${JSON.stringify(s.kind === 'transaction' ? s.txn.status : s.kind)})`);
+    }
+    return [...this.reader.records(s.txn)].map((rec) => {
+      const current = this.latest.get(oidKey(rec.oid))!;
+      if (current !== rec.offset) {
+        const now = this.reader.resolve(this.reader.readDataRecord(current)).data;
+        const then = this.reader.resolve(rec).data;
+        const same = now === null || then === null ? now === then : now.equals(then);
+        if (!same) throw new ZrsError('ERR_UNDO', `object ${hex8(rec.oid)} was modified by a later transaction`);
+      }
+      return { oid: rec.oid, serial, data: null, back: rec.prev };
+    });
+  }
+
   /** @internal Position and back pointer for a record, following the writer's index. */
   placeRecord(r: RecordToWrite): { prev: number; back: number } {
     const prev = this.latest.get(oidKey(r.oid)) ?? 0;
+    if (r.back !== undefined) return { prev, back: r.back };
     let back = 0;
     if (r.dataTxn) {
       const at = this.txnAt.get(Buffer.from(r.dataTxn).readBigUInt64BE(0));

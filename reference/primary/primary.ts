@@ -13,7 +13,7 @@ import net from 'node:net';
 import { ZrsError } from '../errors.ts';
 import { BlobDirectory } from '../filestorage/blobs.ts';
 import { FileStorageReader } from '../filestorage/reader.ts';
-import { FileStorageWriter, type RecordToWrite } from '../filestorage/writer.ts';
+import { FileStorageWriter, type RecordToWrite, type TxnMeta } from '../filestorage/writer.ts';
 import { type Address, formatAddress } from '../net/address.ts';
 import { type Logger, silentLogger } from '../net/log.ts';
 import { dumpExtension } from '../pickle/encoder.ts';
@@ -153,22 +153,37 @@ export class Primary {
 
   /** Commits a transaction of this primary's own; returns its tid. */
   commit(c: Commit): Buffer {
-    if (!this.writer) throw new ZrsError('ERR_READ_ONLY', `this primary does not write its file (mode ${this.options.mode})`);
-    if (this.closing) throw new ZrsError('ERR_CLOSED', 'the primary is shutting down');
-    const tid = laterThan(tidFromUnixMillis(Date.now()), this.writer.lastTid);
+    const writer = this.ownWriter();
+    const tid = laterThan(tidFromUnixMillis(Date.now()), writer.lastTid);
     const records: RecordToWrite[] = c.records.map((r) => ({ oid: r.oid, serial: tid, data: r.data }));
-    this.writer.commit(
-      {
-        tid,
-        status: ' ',
-        user: c.user ?? Buffer.alloc(0),
-        description: c.description ?? Buffer.alloc(0),
-        extension: dumpExtension(c.extension ?? new PyDict()),
-      },
-      records,
-    );
+    writer.commit(this.meta(tid, c), records);
     this.signal.notify();
     return tid;
+  }
+
+  private ownWriter(): FileStorageWriter {
+    if (!this.writer) throw new ZrsError('ERR_READ_ONLY', `this primary does not write its file (mode ${this.options.mode})`);
+    if (this.closing) throw new ZrsError('ERR_CLOSED', 'the primary is shutting down');
+    return this.writer;
+  }
+
+  private meta(tid: Buffer, c: Omit<Commit, 'records'>): TxnMeta {
+    return {
+      tid,
+      status: ' ',
+      user: c.user ?? Buffer.alloc(0),
+      description: c.description ?? Buffer.alloc(0),
+      extension: dumpExtension(c.extension ?? new PyDict()),
+    };
+  }
+
+  /** Undoes the transaction `tid` with a new transaction; returns the new tid. */
+  undo(tid: Uint8Array, meta: Omit<Commit, 'records'> = {}): Buffer {
+    const writer = this.ownWriter();
+    const newTid = laterThan(tidFromUnixMillis(Date.now()), writer.lastTid);
+    writer.commit(this.meta(newTid, meta), writer.undoRecords(tid, newTid));
+    this.signal.notify();
+    return newTid;
   }
 
   /**

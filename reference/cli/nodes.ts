@@ -1,0 +1,174 @@
+/**
+ * `zrs primary`, `zrs secondary` and `zrs run --config FILE`: the two roles as long-running
+ * processes. They stop gracefully on SIGTERM or SIGINT, or on `shutdown` over the control
+ * channel.
+ * @module
+ */
+import { parseArgs } from 'node:util';
+import { type Address, formatAddress, parseAddress } from '../net/address.ts';
+import { type Level, streamLogger } from '../net/log.ts';
+import { Primary } from '../primary/primary.ts';
+import { Secondary } from '../secondary/secondary.ts';
+import { hex8 } from '../timestamp.ts';
+import { type ControlTarget, serveControl } from './control.ts';
+import { type Output, UsageError } from './output.ts';
+import { readZrsConfig } from './zconfig.ts';
+
+type OptionSpec = Record<string, { type: 'string' | 'boolean'; default?: string }>;
+
+const COMMON: OptionSpec = {
+  control: { type: 'string' },
+  'log-format': { type: 'string', default: 'text' },
+  'log-level': { type: 'string', default: 'info' },
+};
+
+function options(args: string[], spec: OptionSpec) {
+  try {
+    return parseArgs({ args, options: { ...COMMON, ...spec }, strict: true, allowPositionals: false }).values as Record<string, string | boolean | undefined>;
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+}
+
+function required(v: Record<string, string | boolean | undefined>, name: string): string {
+  const x = v[name];
+  if (typeof x !== 'string' || x === '') throw new UsageError(`--${name} is required`);
+  return x;
+}
+
+function address(v: Record<string, string | boolean | undefined>, name: string): Address {
+  try {
+    return parseAddress(required(v, name));
+  } catch (e) {
+    if (e instanceof UsageError) throw e;
+    throw new UsageError(`--${name}: ${(e as Error).message}`);
+  }
+}
+
+function seconds(v: Record<string, string | boolean | undefined>, name: string, fallback: number): number {
+  const x = v[name];
+  if (x === undefined) return fallback;
+  if (typeof x !== 'string' || !/^[0-9]+(\.[0-9]+)?$/.test(x)) throw new UsageError(`--${name} takes a number of seconds, not ${JSON.stringify(x)}`);
+  return Number(x);
+}
+
+function logger(v: Record<string, string | boolean | undefined>, name: string) {
+  const format = v['log-format'];
+  if (format !== 'text' && format !== 'json') throw new UsageError(`--log-format is text or json, not ${JSON.stringify(format)}`);
+  const level = v['log-level'];
+  if (!['debug', 'info', 'warn', 'error'].includes(level as string)) throw new UsageError(`--log-level is debug, info, warn or error`);
+  return streamLogger({ format, level: level as Level, name });
+}
+
+function controlMode(v: Record<string, string | boolean | undefined>): boolean {
+  if (v.control === undefined) return false;
+  if (v.control !== 'stdio') throw new UsageError(`--control takes stdio, not ${JSON.stringify(v.control)}`);
+  return true;
+}
+
+/** Runs a node until it is told to stop; resolves with the exit status. */
+async function serve(target: ControlTarget, withControl: boolean, ready: Record<string, string | null>, onCommit?: (f: (tid: Buffer) => void) => void): Promise<number> {
+  let stop!: () => void;
+  const stopped = new Promise<void>((r) => (stop = r));
+  const shutdown = async () => {
+    process.off('SIGTERM', shutdown);
+    process.off('SIGINT', shutdown);
+    await target.shutdown();
+    stop();
+  };
+  process.on('SIGTERM', shutdown);
+  process.on('SIGINT', shutdown);
+  if (withControl) {
+    const control = serveControl({ ...target, shutdown: async () => void (await shutdown()) });
+    control.send({ event: 'ready', role: target.role, ...ready, lastTid: hex8(target.lastTid()) });
+    onCommit?.((tid) => control.send({ event: 'committed', tid: hex8(tid) }));
+  }
+  await stopped;
+  return 0;
+}
+
+/** `zrs primary --fs FILE --listen ADDR [--blob-dir DIR] [--follow]` */
+export async function primaryCommand(args: string[], _out: Output): Promise<number> {
+  const v = options(args, {
+    fs: { type: 'string' },
+    listen: { type: 'string' },
+    'blob-dir': { type: 'string' },
+    follow: { type: 'boolean' },
+    'shutdown-timeout': { type: 'string' },
+  });
+  const withControl = controlMode(v);
+  const timeout = seconds(v, 'shutdown-timeout', 60);
+  const primary = await Primary.start({
+    fs: required(v, 'fs'),
+    listen: address(v, 'listen'),
+    blobDir: (v['blob-dir'] as string | undefined) ?? null,
+    mode: v.follow ? 'follow' : 'own',
+    logger: logger(v, 'primary'),
+  });
+  return serve(primaryTarget(primary, timeout), withControl, { listen: formatAddress(primary.address) });
+}
+
+function primaryTarget(primary: Primary, timeout: number): ControlTarget {
+  const own = (primary.options.mode ?? 'own') === 'own';
+  return {
+    role: 'primary',
+    lastTid: () => primary.lastTid,
+    commit: own ? (c) => primary.commit(c) : undefined,
+    undo: own ? (tid, meta) => primary.undo(tid, meta) : undefined,
+    shutdown: () => primary.close(timeout * 1000),
+  };
+}
+
+/** `zrs secondary --fs FILE --from ADDR [--blob-dir DIR] [--listen ADDR] [--keep-alive-delay S] [--reconnect-delay S]` */
+export async function secondaryCommand(args: string[], _out: Output): Promise<number> {
+  const v = options(args, {
+    fs: { type: 'string' },
+    from: { type: 'string' },
+    'blob-dir': { type: 'string' },
+    listen: { type: 'string' },
+    'keep-alive-delay': { type: 'string' },
+    'reconnect-delay': { type: 'string' },
+  });
+  const withControl = controlMode(v);
+  const secondary = await Secondary.start({
+    fs: required(v, 'fs'),
+    from: address(v, 'from'),
+    blobDir: (v['blob-dir'] as string | undefined) ?? null,
+    listen: v.listen === undefined ? null : address(v, 'listen'),
+    keepAliveDelay: seconds(v, 'keep-alive-delay', 0),
+    reconnectDelay: seconds(v, 'reconnect-delay', 60),
+    logger: logger(v, 'secondary'),
+  });
+  return serveSecondary(secondary, withControl);
+}
+
+function serveSecondary(secondary: Secondary, withControl: boolean): Promise<number> {
+  const listen = secondary.primary ? formatAddress(secondary.primary.address) : null;
+  return serve(
+    { role: 'secondary', lastTid: () => secondary.lastTid, shutdown: () => secondary.close() },
+    withControl,
+    { listen, from: formatAddress(secondary.options.from) },
+    (emit) => secondary.on('committed', emit),
+  );
+}
+
+/** `zrs run --config FILE`: a node described by a zc.zrs configuration file. */
+export async function runCommand(args: string[], _out: Output): Promise<number> {
+  const v = options(args, { config: { type: 'string' }, 'shutdown-timeout': { type: 'string' } });
+  const withControl = controlMode(v);
+  const config = readZrsConfig(required(v, 'config'));
+  const log = logger(v, config.replicateFrom ? 'secondary' : 'primary');
+  if (!config.replicateFrom) {
+    const primary = await Primary.start({ fs: config.fs, listen: config.replicateTo!, blobDir: config.blobDir, logger: log });
+    return serve(primaryTarget(primary, seconds(v, 'shutdown-timeout', 60)), withControl, { listen: formatAddress(primary.address) });
+  }
+  const secondary = await Secondary.start({
+    fs: config.fs,
+    from: config.replicateFrom,
+    blobDir: config.blobDir,
+    listen: config.replicateTo,
+    keepAliveDelay: config.keepAliveDelay,
+    logger: log,
+  });
+  return serveSecondary(secondary, withControl);
+}
