@@ -108,6 +108,11 @@ export class PrimaryConnection {
     }
   }
 
+  /** Bytes written to the socket and not yet taken by the kernel (bounded by back-pressure). */
+  get bufferedBytes(): number {
+    return this.socket.writableLength;
+  }
+
   /** Catch up then close (WIRE-CLOSE-2): send what is committed, then end the connection. */
   drain(): void {
     if (this.state === 'closed' || this.state === 'draining') return;

@@ -190,6 +190,38 @@ describe('the writer', () => {
   });
 });
 
+describe('undo', () => {
+  it('[FS-BACK-1] writes the transaction ZODB wrote for the same undo, byte for byte', () => {
+    const original = interopFile('undo/Data.fs');
+    const r = FileStorageReader.open(interopPath('undo/Data.fs'));
+    const txns = [...r.transactions()];
+    r.close();
+    const t8 = txns.find((t) => t.description.toString() === 'T8 undo T5')!;
+    const t5 = txns.find((t) => t.description.toString() === 'T5')!;
+    const file = fresh();
+    writeFileSync(file, original.subarray(0, t8.offset));
+    const w = FileStorageWriter.open(file);
+    w.commit(
+      { tid: t8.tid, status: ' ', user: t8.user, description: t8.description, extension: t8.extension },
+      w.undoRecords(t5.tid, t8.tid),
+    );
+    w.close();
+    expect(readFileSync(file).equals(original.subarray(0, t8.next))).toBe(true);
+  });
+
+  it('refuses to undo a transaction whose objects changed since, or that does not exist', () => {
+    const file = fresh();
+    const w = FileStorageWriter.open(file);
+    const meta = (tid: Buffer) => ({ tid, status: ' ', user: Buffer.alloc(0), description: Buffer.alloc(0), extension: Buffer.alloc(0) });
+    const [t1, t2, t3] = ['08:00', '08:01', '08:02'].map((m) => tidFromString(`2026-11-26 ${m}:00`));
+    w.commit(meta(t1!), [{ oid: oid(1), serial: t1!, data: Buffer.from('a') }]);
+    w.commit(meta(t2!), [{ oid: oid(1), serial: t2!, data: Buffer.from('b') }]);
+    expect(() => w.undoRecords(t1!, t3!)).toThrow(/modified by a later transaction/);
+    expect(() => w.undoRecords(t3!, t3!)).toThrow(/no transaction/);
+    w.close();
+  });
+});
+
 describe('recovery when a crash cut an append', () => {
   // The last transaction of small/Data.fs, as voted (status c) and then finished.
   const original = interopFile('small/Data.fs');
