@@ -127,6 +127,20 @@ describe('zrs primary and zrs secondary', () => {
     for (const n of [leaf, chained, p]) await n.request('shutdown');
   });
 
+  it('logs one JSON object per event with --log-format json, naming the peer', async () => {
+    const p = await start(['primary', '--fs', ws.file('p.fs'), '--listen', '127.0.0.1:0', '--log-format', 'json']);
+    const s = await start(['secondary', '--fs', ws.file('s.fs'), '--from', p.ready.listen as string, '--log-format', 'json']);
+    await s.committed(await commit(p, 1, 10, 1));
+    await s.request('shutdown');
+    await p.request('shutdown');
+    await Promise.all([s.exited, p.exited]);
+    const events = p.stderr.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(events.map((e) => e.event)).toEqual(expect.arrayContaining(['listening', 'connected', 'start', 'disconnected', 'stopped']));
+    expect(events.find((e) => e.event === 'start')).toMatchObject({ level: 'info', node: 'primary', peer: expect.stringMatching(/^127\.0\.0\.1:\d+$/) });
+    const secondaryEvents = s.stderr.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(secondaryEvents.find((e) => e.event === 'connected')).toMatchObject({ peer: p.ready.listen, protocol: 'zrs2.0' });
+  });
+
   it('refuses a bad configuration with its file and line', async () => {
     const f = ws.file('bad.conf');
     writeFileSync(f, '%import zc.zrs\n<zrs>\n  replicate-to 5000\n  replicate-from 5000\n  <filestorage>\n    path x.fs\n  </filestorage>\n</zrs>\n');
