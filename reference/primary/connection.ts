@@ -186,6 +186,9 @@ export class PrimaryConnection {
 
   private async sendTransaction(encoder: StreamEncoder, txn: TxnInfo): Promise<void> {
     const file = this.follower!.file;
+    if (txn.status.charCodeAt(0) > 0x7f) {
+      throw new ZrsError('ERR_STATUS', `transaction ${hex8(txn.tid)} at offset ${txn.offset} has a status byte above 0x7f`, 'DEV-STATUS-4');
+    }
     const extension = decodeExtension(txn);
     await this.write(
       encoder.message({ type: 'T', tid: txn.tid, status: txn.status, user: txn.user, description: txn.description, extension }),

@@ -261,7 +261,7 @@ describe('recovery when a crash cut an append', () => {
   });
 
   it.each(['incomplete/checkpoint.fs', 'incomplete/truncated-mid.fs', 'incomplete/truncated-header.fs', 'incomplete/checkpoint-truncated.fs'])(
-    '[FS-RECOVER-4] %s: the last tid after recovery is the last whole transaction',
+    '[FS-RECOVER-4] [FS-RECOVER-7] %s: the last tid after recovery is the last whole transaction',
     (name) => {
       const file = fresh();
       writeFileSync(file, interopFile(name));
