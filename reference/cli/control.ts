@@ -118,7 +118,7 @@ export function serveControl(target: ControlTarget, out: { write(text: string): 
         if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error('not an object');
         req = parsed;
       } catch (e) {
-        queue = queue.then(() => send({ ok: false, error: { code: 'ERR_REQUEST', message: `not a JSON object: ${(e as Error).message}` } }));
+        queue = queue.then(() => send({ id: null, ok: false, error: { code: 'ERR_REQUEST', message: `not a JSON object: ${(e as Error).message}` } }));
         return;
       }
       const id = req.id ?? null;
