@@ -7,7 +7,8 @@
  * protocols below 3 are recognised and turned into bytes: `_codecs.encode(text, 'latin1')`
  * and `__builtin__.bytes()` (or `builtins.bytes()`). Python 2 strings (`STRING`,
  * `BINSTRING`, `SHORT_BINSTRING`) decode to text when they are ASCII, as Python 3 reads
- * them, and to bytes otherwise.
+ * them, and to bytes otherwise. Persistent ids (`PERSID`, `BINPERSID`) are refused unless the
+ * caller passes a `persistentLoad` option, which receives each id as an inert value.
  *
  * Every failure is a {@link PickleError} naming the offset and opcode. Lengths are checked
  * against the input before anything is allocated, and no recursion is used, so hostile
@@ -29,6 +30,16 @@ import {
   PyTuple,
 } from './values.ts';
 
+/** Options of {@link readPickle} and {@link loadPickle}. */
+export interface PickleOptions {
+  /**
+   * Called for each persistent id (`PERSID`, `BINPERSID`) with the id; what it returns takes
+   * the id's place in the value. Without it, persistent ids are refused (`ERR_PICKLE_OPCODE`).
+   * The id is passed as decoded, inert: nothing is loaded.
+   */
+  persistentLoad?: (pid: PickleValue) => PickleValue;
+}
+
 /** Result of {@link readPickle}: the value and the offset just past its `STOP`. */
 export interface PickleRead {
   value: PickleValue;
@@ -42,8 +53,8 @@ const HIGHEST_PROTOCOL = 5;
 const latin1 = new TextDecoder('latin1');
 
 /** Decodes one pickle that must fill `bytes` exactly. */
-export function loadPickle(bytes: Uint8Array): PickleValue {
-  const { value, end } = readPickle(bytes, 0);
+export function loadPickle(bytes: Uint8Array, options?: PickleOptions): PickleValue {
+  const { value, end } = readPickle(bytes, 0, options);
   if (end !== bytes.length) {
     throw new PickleError('ERR_PICKLE_TRAILING', `${bytes.length - end} bytes after STOP`, end);
   }
@@ -51,8 +62,8 @@ export function loadPickle(bytes: Uint8Array): PickleValue {
 }
 
 /** Decodes the pickle that starts at `start`; bytes after its `STOP` are left alone. */
-export function readPickle(bytes: Uint8Array, start = 0): PickleRead {
-  return new Reader(bytes, start).run();
+export function readPickle(bytes: Uint8Array, start = 0, options?: PickleOptions): PickleRead {
+  return new Reader(bytes, start, options?.persistentLoad).run();
 }
 
 class Reader {
@@ -66,6 +77,7 @@ class Reader {
   constructor(
     private readonly b: Uint8Array,
     start: number,
+    private readonly persistentLoad?: (pid: PickleValue) => PickleValue,
   ) {
     this.pos = start;
     this.view = new DataView(b.buffer, b.byteOffset, b.byteLength);
@@ -388,6 +400,19 @@ class Reader {
           const cls = this.pop();
           if (!(args instanceof PyTuple)) this.fail('ERR_PICKLE_VALUE', 'NEWOBJ arguments are not a tuple');
           this.push(new PyNewObj(cls, args.items, this.opAt));
+          break;
+        }
+        case Op.PERSID: {
+          if (!this.persistentLoad) this.fail('ERR_PICKLE_OPCODE', 'unsupported opcode');
+          const pid = this.line();
+          // Python reads a protocol 0 persistent id as ASCII text.
+          if (!/^[\x00-\x7f]*$/.test(pid)) this.fail('ERR_PICKLE_VALUE', 'persistent id is not ASCII');
+          this.push(this.persistentLoad(pid));
+          break;
+        }
+        case Op.BINPERSID: {
+          if (!this.persistentLoad) this.fail('ERR_PICKLE_OPCODE', 'unsupported opcode');
+          this.push(this.persistentLoad(this.pop()));
           break;
         }
         case Op.PUT:
