@@ -11,6 +11,7 @@ import { FrameDecoder, PRIMARY_RECEIVE_LIMIT } from '../framing.ts';
 import { dumpExtension } from '../pickle/encoder.ts';
 import { StreamDecoder } from '../stream.ts';
 import { hex8, tidFromString } from '../timestamp.ts';
+import { fileContent } from './helpers.ts';
 import { interopFile, interopPath } from './interop.ts';
 
 const work = mkdtempSync(path.join(tmpdir(), 'zrs-writer-'));
@@ -43,26 +44,6 @@ function replicate(transcript: string, file: string): number {
   return n;
 }
 
-/** Transactions and resolved records of a file, for comparing content. */
-function content(file: string) {
-  const r = FileStorageReader.open(file);
-  try {
-    return [...r.transactions()].map((t) => ({
-      tid: hex8(t.tid),
-      status: t.status,
-      user: t.user.toString('hex'),
-      description: t.description.toString('hex'),
-      extension: t.extension.toString('hex'),
-      records: [...r.records(t)].map((rec) => {
-        const { data } = r.resolve(rec);
-        return { oid: hex8(rec.oid), tid: hex8(rec.tid), data: data?.toString('hex') ?? null };
-      }),
-    }));
-  } finally {
-    r.close();
-  }
-}
-
 describe('a secondary writing what a real primary sent', () => {
   it.each([
     ['small-from-z64', 'small/Data.fs'],
@@ -78,7 +59,7 @@ describe('a secondary writing what a real primary sent', () => {
   it('[FS-STATUS-4] packed-from-z64: same transactions, statuses and data as the packed primary', () => {
     const file = fresh();
     replicate('packed-from-z64', file);
-    expect(content(file)).toEqual(content(interopPath('packed/Data.fs')));
+    expect(fileContent(file)).toEqual(fileContent(interopPath('packed/Data.fs')));
     expect(checkFile(file).ok).toBe(true);
   });
 });
@@ -123,7 +104,7 @@ describe('the writer', () => {
     for (const t of log) w.commit(t.meta, t.records);
     w.close();
     expect(checkFile(file).ok).toBe(true);
-    expect(content(file)).toEqual(
+    expect(fileContent(file)).toEqual(
       log.map((t) => ({
         tid: hex8(t.meta.tid),
         status: t.meta.status,
