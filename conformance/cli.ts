@@ -1,7 +1,112 @@
-// `npm run conformance` / `zrs-conformance`: the conformance suite is not built yet (see
-// the harness issue). It says so and fails, so that nobody mistakes it for a pass.
-console.error(
-  'zrs-conformance: the conformance harness is not built yet; no implementation has been judged.\n' +
-    'Run `npm test` for the specification and reference tests that exist today.',
-);
-process.exitCode = 2;
+/**
+ * `zrs-conformance` (`npm run conformance`): runs the conformance suite against an
+ * implementation (the reference by default) and reports, per requirement, whether it
+ * conforms. Exit status 0 only when no MUST fails; 1 otherwise; 2 for a bad command line.
+ * @module
+ */
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { startVitest } from 'vitest/node';
+import { buildRegistry } from '../spec/tools/requirements.ts';
+import { ENV, REFERENCE_IUT, REPO_ROOT } from './env.ts';
+import { readDescriptor } from './iut/descriptor.ts';
+import { killAll } from './iut/node.ts';
+import { CaseCollector } from './report/collector.ts';
+import { summary, writeReports } from './report/render.ts';
+import { judge, readExpectedFailures, type RunVerdict } from './report/verdict.ts';
+
+const USAGE = `usage: zrs-conformance [--iut FILE | --primary-iut FILE --secondary-iut FILE | --matrix FILE FILE...]
+                       [--full] [--seed N] [--report-dir DIR] [--filter PATTERN]`;
+
+interface Run {
+  primary: string;
+  secondary: string;
+  reportDir: string;
+}
+
+async function runOnce(run: Run, o: { full: boolean; seed: number; filter?: string }): Promise<RunVerdict> {
+  const primary = readDescriptor(run.primary);
+  const secondary = readDescriptor(run.secondary);
+  process.env[ENV.primary] = run.primary;
+  process.env[ENV.secondary] = run.secondary;
+  process.env[ENV.profile] = o.full ? 'full' : 'quick';
+  process.env[ENV.seed] = String(o.seed);
+  const collector = new CaseCollector(REPO_ROOT);
+  const vitest = await startVitest('test', [], {
+    config: path.join(REPO_ROOT, 'conformance/vitest.config.ts'),
+    run: true,
+    watch: false,
+    testNamePattern: o.filter,
+    reporters: [collector, 'default', ['junit', { outputFile: path.join(run.reportDir, 'junit.xml') }]],
+  });
+  await vitest?.close();
+  const expected = new Map<string, string>();
+  for (const d of new Set([primary, secondary])) {
+    if (d.expectedFailures) for (const [k, v] of readExpectedFailures(d.expectedFailures)) expected.set(k, v);
+  }
+  const verdict = judge(collector.cases, buildRegistry().requirements, expected);
+  const title = primary === secondary || run.primary === run.secondary ? `ZRS conformance of ${primary.name}` : `ZRS conformance: primary ${primary.name}, secondary ${secondary.name}`;
+  writeReports(run.reportDir, verdict, title, { primary: primary.name, secondary: secondary.name, profile: o.full ? 'full' : 'quick', seed: o.seed });
+  console.log(summary(verdict, title));
+  console.log(`reports: ${path.relative(process.cwd(), run.reportDir) || '.'}/{conformance.json,matrix.md,junit.xml}`);
+  return verdict;
+}
+
+async function main(argv: string[]): Promise<number> {
+  let v;
+  try {
+    v = parseArgs({
+      args: argv,
+      options: {
+        iut: { type: 'string' },
+        'primary-iut': { type: 'string' },
+        'secondary-iut': { type: 'string' },
+        matrix: { type: 'string', multiple: true },
+        full: { type: 'boolean', default: false },
+        quick: { type: 'boolean', default: false },
+        seed: { type: 'string' },
+        'report-dir': { type: 'string', default: 'reports/conformance' },
+        filter: { type: 'string' },
+        help: { type: 'boolean', default: false },
+      },
+      allowPositionals: true,
+      strict: true,
+    }).values;
+  } catch (e) {
+    console.error(`zrs-conformance: ${(e as Error).message}\n${USAGE}`);
+    return 2;
+  }
+  if (v.help) return console.log(USAGE), 0;
+  const seed = v.seed === undefined ? Date.now() % 2 ** 31 : Number(v.seed);
+  if (!Number.isInteger(seed)) return console.error(`zrs-conformance: --seed takes an integer\n${USAGE}`), 2;
+  const options = { full: v.full && !v.quick, seed, filter: v.filter };
+  const reportDir = path.resolve(v['report-dir']);
+  try {
+    if (v.matrix) {
+      const files = v.matrix.map((f) => path.resolve(f));
+      const names = files.map((f) => readDescriptor(f).name);
+      const grid: string[][] = [];
+      for (const [i, p] of files.entries()) {
+        grid.push([]);
+        for (const [j, s] of files.entries()) {
+          const verdict = await runOnce({ primary: p, secondary: s, reportDir: path.join(reportDir, `${names[i]}--${names[j]}`) }, options);
+          grid[i]!.push(verdict.ok ? 'conforms' : 'FAILS');
+        }
+      }
+      console.log(`\ninterop matrix (rows: primary, columns: secondary)\n${['', ...names].join('\t')}`);
+      grid.forEach((row, i) => console.log([names[i], ...row].join('\t')));
+      return grid.flat().every((c) => c === 'conforms') ? 0 : 1;
+    }
+    const iut = path.resolve(v.iut ?? REFERENCE_IUT);
+    const run = { primary: path.resolve(v['primary-iut'] ?? iut), secondary: path.resolve(v['secondary-iut'] ?? iut), reportDir };
+    console.log(`seed ${seed} (replay with --seed ${seed})`);
+    return (await runOnce(run, options)).ok ? 0 : 1;
+  } catch (e) {
+    console.error(`zrs-conformance: ${(e as Error).message}`);
+    return 2;
+  } finally {
+    killAll();
+  }
+}
+
+process.exitCode = await main(process.argv.slice(2));

@@ -182,7 +182,7 @@ function* testFiles(dir: string): Generator<string> {
   for (const e of entries) {
     const p = path.join(dir, e.name);
     if (e.isDirectory() && e.name !== 'node_modules') yield* testFiles(p);
-    else if (e.isFile() && e.name.endsWith('.test.ts')) yield p;
+    else if (e.isFile() && (e.name.endsWith('.test.ts') || e.name.endsWith('.case.ts'))) yield p;
   }
 }
 

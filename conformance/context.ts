@@ -1,0 +1,142 @@
+/**
+ * What every conformance case needs: the implementations under test (from the environment
+ * the runner sets), their features, fresh workspaces, nodes started from fixtures, and
+ * clean-up after each case.
+ * @module
+ */
+import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterEach, type TestContext } from 'vitest';
+import { type Address, formatAddress } from '../reference/net/address.ts';
+import { type Descriptor, type Feature, readDescriptor } from './iut/descriptor.ts';
+import { ENV, FIXTURES, REFERENCE_IUT } from './env.ts';
+import { freePort, IutNode } from './iut/node.ts';
+
+const cache = new Map<string, Descriptor>();
+function descriptor(file: string): Descriptor {
+  let d = cache.get(file);
+  if (!d) cache.set(file, (d = readDescriptor(file)));
+  return d;
+}
+
+/** The implementation whose primary is under test. */
+export function primaryIut(): Descriptor {
+  return descriptor(process.env[ENV.primary] ?? REFERENCE_IUT);
+}
+
+/** The implementation whose secondary is under test. */
+export function secondaryIut(): Descriptor {
+  return descriptor(process.env[ENV.secondary] ?? process.env[ENV.primary] ?? REFERENCE_IUT);
+}
+
+/** `quick` (CI) or `full`. */
+export const PROFILE: 'quick' | 'full' = process.env[ENV.profile] === 'full' ? 'full' : 'quick';
+
+/** Seed of the property-based cases (fixed per run, printed in reports). */
+export const SEED = Number(process.env[ENV.seed] ?? 20261126);
+
+/**
+ * Skips the running case, reported as unsupported, unless the implementation claims every
+ * feature (and has the role) it needs.
+ */
+export function requires(ctx: TestContext, iut: Descriptor, role: 'primary' | 'secondary', ...features: Feature[]): void {
+  if (!iut[role]) ctx.skip(`unsupported: ${iut.name} has no ${role}`);
+  const missing = features.filter((f) => !iut.features.has(f));
+  if (missing.length) ctx.skip(`unsupported: ${iut.name} does not claim ${missing.join(', ')}`);
+}
+
+const nodes = new Set<IutNode>();
+const dirs: string[] = [];
+
+afterEach(async () => {
+  await Promise.all([...nodes].map((n) => n.stop(5000)));
+  nodes.clear();
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+/** A fresh folder for one case, removed after it. */
+export function workdir(): string {
+  const d = mkdtempSync(path.join(tmpdir(), 'zrs-conformance-'));
+  dirs.push(d);
+  return d;
+}
+
+/** A loopback address with a free port. */
+export async function loopback(): Promise<Extract<Address, { kind: 'tcp' }>> {
+  return { kind: 'tcp', host: '127.0.0.1', port: await freePort() };
+}
+
+/** Writes a zc.zrs configuration file for a node (for IUTs started from one). */
+function writeConfig(dir: string, name: string, o: { fs: string; listen?: Address; from?: Address; blobDir?: string; keepAliveDelay?: number }): string {
+  const lines = ['%import zc.zrs', '<zrs>'];
+  if (o.listen) lines.push(`  replicate-to ${formatAddress(o.listen)}`);
+  if (o.from) lines.push(`  replicate-from ${formatAddress(o.from)}`);
+  if (o.keepAliveDelay) lines.push(`  keep-alive-delay ${Math.ceil(o.keepAliveDelay)}`);
+  lines.push('  <filestorage>', `    path ${o.fs}`);
+  if (o.blobDir) lines.push(`    blob-dir ${o.blobDir}`);
+  lines.push('  </filestorage>', '</zrs>', '');
+  const file = path.join(dir, `${name}.conf`);
+  writeFileSync(file, lines.join('\n'));
+  return file;
+}
+
+/** A primary of the IUT serving a copy of a fixture store (or a new file). */
+export async function startPrimary(o: { store?: string | null; blobs?: boolean; listen?: Address } = {}): Promise<{
+  node: IutNode;
+  address: Address;
+  fs: string;
+  blobDir: string | null;
+}> {
+  const iut = primaryIut();
+  const dir = workdir();
+  const fs = path.join(dir, 'Data.fs');
+  let blobDir: string | null = null;
+  if (o.store) cpSync(path.join(FIXTURES, o.store, 'Data.fs'), fs);
+  if (o.blobs) {
+    blobDir = path.join(dir, 'blobs');
+    if (o.store) cpSync(path.join(FIXTURES, o.store, 'blobs'), blobDir, { recursive: true });
+    else mkdirSync(blobDir);
+  }
+  const address = o.listen ?? (await loopback());
+  const listen = formatAddress(address);
+  const config = writeConfig(dir, 'primary', { fs, listen: address, blobDir: blobDir ?? undefined });
+  const node = await IutNode.start(
+    iut,
+    'primary',
+    { fs, listen, config, ...(blobDir ? { blobDir } : {}) },
+    { listenPort: address.kind === 'tcp' ? address.port : undefined },
+  );
+  nodes.add(node);
+  return { node, address, fs, blobDir };
+}
+
+/** A secondary of the IUT replicating from `from` into a new file (or `fs`). */
+export async function startSecondary(o: {
+  from: Address;
+  fs?: string;
+  blobs?: boolean;
+  listen?: Address;
+  keepAliveDelay?: number;
+  reconnectDelay?: number;
+}): Promise<{ node: IutNode; fs: string; blobDir: string | null }> {
+  const iut = secondaryIut();
+  const dir = workdir();
+  const fs = o.fs ?? path.join(dir, 'Data.fs');
+  const blobDir = o.blobs ? path.join(dir, 'blobs') : null;
+  const config = writeConfig(dir, 'secondary', { fs, from: o.from, listen: o.listen, blobDir: blobDir ?? undefined, keepAliveDelay: o.keepAliveDelay });
+  const values = {
+    fs,
+    from: formatAddress(o.from),
+    config,
+    reconnectDelay: String(o.reconnectDelay ?? 0.2),
+    ...(o.listen ? { listen: formatAddress(o.listen) } : {}),
+    ...(blobDir ? { blobDir } : {}),
+    ...(o.keepAliveDelay !== undefined ? { keepAliveDelay: String(o.keepAliveDelay) } : {}),
+  };
+  const node = await IutNode.start(iut, 'secondary', values, {
+    listenPort: o.listen?.kind === 'tcp' ? o.listen.port : undefined,
+  });
+  nodes.add(node);
+  return { node, fs, blobDir };
+}

@@ -1,0 +1,15 @@
+/** Paths and environment variables shared by the runner and the cases. */
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+export const REFERENCE_IUT = path.join(REPO_ROOT, 'conformance/iut/reference.json');
+export const FIXTURES = path.join(REPO_ROOT, 'fixtures/real');
+
+/** The runner passes the descriptors, profile and seed to the cases through these variables. */
+export const ENV = {
+  primary: 'ZRS_IUT_PRIMARY',
+  secondary: 'ZRS_IUT_SECONDARY',
+  profile: 'ZRS_CONFORMANCE_PROFILE',
+  seed: 'ZRS_CONFORMANCE_SEED',
+} as const;

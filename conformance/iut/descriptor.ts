@@ -1,0 +1,166 @@
+/**
+ * The IUT descriptor (spec/conformance.md §3): a small JSON file that says how to start an
+ * implementation's primary and secondary, how to tell that a node is ready, and which
+ * optional features it claims. This module validates one, with errors that name the file and
+ * the JSON path, and expands its argument templates.
+ * @module
+ */
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+
+/** Optional features an implementation may claim. */
+export const FEATURES = ['blobs', 'unix', 'fractionalDelays', 'chaining', 'follow', 'control', 'zconfig'] as const;
+export type Feature = (typeof FEATURES)[number];
+
+/** Placeholders an argument template may use. */
+export const PLACEHOLDERS = ['fs', 'listen', 'from', 'keepAliveDelay', 'reconnectDelay', 'blobDir', 'config'] as const;
+export type Placeholder = (typeof PLACEHOLDERS)[number];
+
+/** An argument template: words, and groups of words kept only when all their placeholders have values. */
+export type Template = (string | string[])[];
+
+/** How the harness knows a started node is ready. */
+export type Readiness = { kind: 'control' } | { kind: 'port' } | { kind: 'stdout'; pattern: RegExp };
+
+/** How to start one role. */
+export interface RoleCommand {
+  command: string;
+  args: Template;
+  /** Extra environment variables. */
+  env: Record<string, string>;
+  ready: Readiness;
+}
+
+/** A validated descriptor. */
+export interface Descriptor {
+  name: string;
+  /** The folder the descriptor was read from; relative paths in it are resolved there. */
+  dir: string;
+  primary: RoleCommand | null;
+  secondary: RoleCommand | null;
+  features: Set<Feature>;
+  /** Path of the expected-failures file, if any. */
+  expectedFailures: string | null;
+}
+
+/** A descriptor is malformed. */
+export class DescriptorError extends Error {
+  readonly code = 'ERR_IUT_DESCRIPTOR';
+}
+
+type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
+
+function fail(file: string, where: string, message: string): never {
+  throw new DescriptorError(`${file}: ${where}: ${message}`);
+}
+
+function object(file: string, where: string, v: Json | undefined, keys: string[]): { [k: string]: Json } {
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) fail(file, where, 'must be an object');
+  for (const k of Object.keys(v)) if (!keys.includes(k)) fail(file, `${where}.${k}`, `unknown field (known: ${keys.join(', ')})`);
+  return v;
+}
+
+function string(file: string, where: string, v: Json | undefined): string {
+  if (typeof v !== 'string' || v === '') fail(file, where, 'must be a non-empty string');
+  return v;
+}
+
+function template(file: string, where: string, v: Json | undefined): Template {
+  if (!Array.isArray(v)) fail(file, where, 'must be an array of strings and arrays of strings');
+  return v.map((item, i) => {
+    const at = `${where}[${i}]`;
+    if (typeof item === 'string') return checkPlaceholders(file, at, item);
+    if (Array.isArray(item) && item.length > 0 && item.every((w) => typeof w === 'string')) {
+      return item.map((w, j) => checkPlaceholders(file, `${at}[${j}]`, w as string));
+    }
+    return fail(file, at, 'must be a string or a non-empty array of strings');
+  });
+}
+
+function checkPlaceholders(file: string, where: string, word: string): string {
+  for (const m of word.matchAll(/\{(\w+)\}/g)) {
+    if (!(PLACEHOLDERS as readonly string[]).includes(m[1]!)) {
+      fail(file, where, `unknown placeholder {${m[1]}} (known: ${PLACEHOLDERS.map((p) => `{${p}}`).join(', ')})`);
+    }
+  }
+  return word;
+}
+
+function readiness(file: string, where: string, v: Json | undefined): Readiness {
+  if (v === 'control' || v === 'port') return { kind: v };
+  const o = object(file, where, v, ['stdout']);
+  const pattern = string(file, `${where}.stdout`, o.stdout);
+  try {
+    return { kind: 'stdout', pattern: new RegExp(pattern) };
+  } catch (e) {
+    return fail(file, `${where}.stdout`, `not a regular expression: ${(e as Error).message}`);
+  }
+}
+
+function role(file: string, where: string, v: Json | undefined, features: Set<Feature>): RoleCommand | null {
+  if (v === undefined || v === null) return null;
+  const o = object(file, where, v, ['command', 'args', 'env', 'ready']);
+  const env = o.env === undefined ? {} : object(file, `${where}.env`, o.env, Object.keys(o.env as object));
+  for (const [k, x] of Object.entries(env)) if (typeof x !== 'string') fail(file, `${where}.env.${k}`, 'must be a string');
+  const ready = readiness(file, `${where}.ready`, o.ready);
+  if (ready.kind === 'control' && !features.has('control')) fail(file, `${where}.ready`, '"control" needs the feature "control"');
+  return { command: string(file, `${where}.command`, o.command), args: template(file, `${where}.args`, o.args), env: env as Record<string, string>, ready };
+}
+
+/** Reads and validates a descriptor file. */
+export function readDescriptor(file: string): Descriptor {
+  let raw: Json;
+  try {
+    raw = JSON.parse(readFileSync(file, 'utf8')) as Json;
+  } catch (e) {
+    throw new DescriptorError(`${file}: cannot read it as JSON: ${(e as Error).message}`);
+  }
+  const o = object(file, '$', raw, ['$schema', 'name', 'primary', 'secondary', 'features', 'expectedFailures', 'description']);
+  const features = new Set<Feature>();
+  if (o.features !== undefined) {
+    if (!Array.isArray(o.features)) fail(file, '$.features', 'must be an array');
+    o.features.forEach((f, i) => {
+      if (typeof f !== 'string' || !(FEATURES as readonly string[]).includes(f)) {
+        fail(file, `$.features[${i}]`, `unknown feature ${JSON.stringify(f)} (known: ${FEATURES.join(', ')})`);
+      }
+      features.add(f as Feature);
+    });
+  }
+  const dir = path.dirname(path.resolve(file));
+  const primary = role(file, '$.primary', o.primary, features);
+  const secondary = role(file, '$.secondary', o.secondary, features);
+  if (!primary && !secondary) fail(file, '$', 'describes neither a primary nor a secondary');
+  return {
+    name: string(file, '$.name', o.name),
+    dir,
+    primary,
+    secondary,
+    features,
+    expectedFailures: o.expectedFailures === undefined ? null : path.resolve(dir, string(file, '$.expectedFailures', o.expectedFailures)),
+  };
+}
+
+/** Expands a template: placeholders replaced, groups with a missing value dropped. */
+export function expandArgs(t: Template, values: Partial<Record<Placeholder, string>>): string[] {
+  const fill = (word: string): string | null => {
+    let missing = false;
+    const out = word.replace(/\{(\w+)\}/g, (_m, name: Placeholder) => {
+      const v = values[name];
+      if (v === undefined) missing = true;
+      return v ?? '';
+    });
+    return missing ? null : out;
+  };
+  const args: string[] = [];
+  for (const item of t) {
+    if (typeof item === 'string') {
+      const w = fill(item);
+      if (w === null) throw new DescriptorError(`argument ${JSON.stringify(item)} needs a value the harness did not give; put it in a group`);
+      args.push(w);
+    } else {
+      const words = item.map(fill);
+      if (words.every((w) => w !== null)) args.push(...(words as string[]));
+    }
+  }
+  return args;
+}

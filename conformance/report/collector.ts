@@ -1,0 +1,34 @@
+/**
+ * A vitest reporter that collects each case's outcome and the requirements it cites, for the
+ * conformance verdict. Cases skipped with a note starting `unsupported:` count as unsupported.
+ * @module
+ */
+import path from 'node:path';
+import type { Reporter, TestModule } from 'vitest/node';
+import { type CaseResult, citedRequirements } from './verdict.ts';
+
+export class CaseCollector implements Reporter {
+  readonly cases: CaseResult[] = [];
+
+  constructor(private readonly root: string) {}
+
+  onTestRunEnd(modules: ReadonlyArray<TestModule>): void {
+    for (const m of modules) {
+      for (const test of m.children.allTests()) {
+        const r = test.result();
+        const note = r.state === 'skipped' ? (r.note ?? null) : null;
+        const state =
+          r.state === 'passed' ? 'passed' : r.state === 'failed' ? 'failed' : note?.startsWith('unsupported:') ? 'unsupported' : 'skipped';
+        const message = r.state === 'failed' ? r.errors.map((e) => e.message).join('\n') : note;
+        this.cases.push({
+          name: test.fullName,
+          file: path.relative(this.root, m.moduleId),
+          state,
+          requirements: citedRequirements(test.fullName),
+          message,
+          durationMs: test.diagnostic()?.duration ?? 0,
+        });
+      }
+    }
+  }
+}
