@@ -8,23 +8,18 @@
  * @module
  */
 import { once } from 'node:events';
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { ZrsError } from '../errors.ts';
-import { type BlobDirectory, isBlobRecord } from '../filestorage/blobs.ts';
+import type { BlobDirectory } from '../filestorage/blobs.ts';
 import { FileFollower } from '../filestorage/follower.ts';
 import type { TxnInfo } from '../filestorage/reader.ts';
 import { FrameDecoder, FrameTooLargeError, PRIMARY_RECEIVE_LIMIT } from '../framing.ts';
 import type { Fields, Logger } from '../net/log.ts';
-import { loadPickle } from '../pickle/decoder.ts';
-import { PyDict } from '../pickle/values.ts';
 import { StreamEncoder } from '../stream.ts';
 import { hex8, tidToString } from '../timestamp.ts';
+import { type Frame, type FrameNotice, transactionFrames } from './frames.ts';
 import { type HandshakeStep, PrimaryHandshake } from './handshake.ts';
 import type { CommitSignal } from './signal.ts';
-
-/** Blob content goes out in chunks of this size (WIRE-BLOB-3). */
-export const BLOB_CHUNK = 65536;
 
 /** What a connection needs from its primary. */
 export interface PrimaryContext {
@@ -177,7 +172,7 @@ export class PrimaryConnection {
   }
 
   /** Writes a frame (header and payload); waits while the socket's buffer is full. */
-  private async write(frame: [Buffer, Uint8Array]): Promise<void> {
+  private async write(frame: Frame): Promise<void> {
     if (!this.live) throw new ZrsError('ERR_CONNECTION_CLOSED', 'the secondary went away');
     this.socket.write(frame[0]);
     if (this.socket.write(frame[1])) return;
@@ -185,79 +180,8 @@ export class PrimaryConnection {
   }
 
   private async sendTransaction(encoder: StreamEncoder, txn: TxnInfo): Promise<void> {
-    const file = this.follower!.file;
-    if (txn.status.charCodeAt(0) > 0x7f) {
-      throw new ZrsError('ERR_STATUS', `transaction ${hex8(txn.tid)} at offset ${txn.offset} has a status byte above 0x7f`, 'DEV-STATUS-4');
-    }
-    const extension = decodeExtension(txn);
-    await this.write(
-      encoder.message({ type: 'T', tid: txn.tid, status: txn.status, user: txn.user, description: txn.description, extension }),
-    );
-    for (const record of file.records(txn)) {
-      const { data, dataTxn } = file.resolve(record);
-      const blob = this.ctx.blobs && isBlobRecord(data) ? this.ctx.blobs.blobPath(record.oid, record.tid) : null;
-      const fd = blob ? openBlob(blob) : null;
-      if (blob && fd === null) this.log('warn', 'blob-missing', `no blob file ${blob}; sent as a plain record`, { oid: hex8(record.oid) });
-      try {
-        if (fd === null) {
-          await this.write(encoder.message({ type: 'S', oid: record.oid, tid: record.tid, version: '', dataTxn }));
-          await this.write(encoder.frame(data ?? Buffer.alloc(0)));
-        } else {
-          await this.sendBlob(encoder, record.oid, record.tid, dataTxn, data!, fd);
-        }
-      } finally {
-        if (fd !== null) closeSync(fd.fd);
-      }
-    }
-    await this.write(encoder.commit());
+    const notice = (n: FrameNotice) => this.log('warn', n.kind, `no blob file ${n.file}; sent as a plain record`, { oid: hex8(n.oid) });
+    for (const frame of transactionFrames(this.follower!.file, txn, encoder, this.ctx.blobs, notice)) await this.write(frame);
     this.sentTransactions++;
-  }
-
-  /** `B`, the data frame, then the blob file in chunks read as they are sent. */
-  private async sendBlob(
-    encoder: StreamEncoder,
-    oid: Buffer,
-    tid: Buffer,
-    dataTxn: Buffer | null,
-    data: Buffer,
-    blob: { fd: number; size: number },
-  ): Promise<void> {
-    const blocks = Math.ceil(blob.size / BLOB_CHUNK);
-    await this.write(encoder.message({ type: 'B', oid, tid, version: '', dataTxn, blocks }));
-    await this.write(encoder.frame(data));
-    for (let i = 0; i < blocks; i++) {
-      const length = Math.min(BLOB_CHUNK, blob.size - i * BLOB_CHUNK);
-      const chunk = Buffer.allocUnsafe(length);
-      const n = readSync(blob.fd, chunk, 0, length, i * BLOB_CHUNK);
-      if (n !== length) {
-        throw new ZrsError('ERR_BLOB_SHORT', `blob file of ${hex8(oid)} ended after ${i * BLOB_CHUNK + n} of ${blob.size} bytes`, 'DEV-BLOBSRC-3');
-      }
-      await this.write(encoder.frame(chunk));
-    }
-  }
-}
-
-/** The extension dict of a transaction, decoded without running anything (WIRE-TXN-7). */
-function decodeExtension(txn: TxnInfo): PyDict {
-  if (txn.extension.length === 0) return new PyDict();
-  let value;
-  try {
-    value = loadPickle(txn.extension);
-  } catch (e) {
-    throw new ZrsError('ERR_EXTENSION', `extension of ${hex8(txn.tid)} at offset ${txn.offset} cannot be decoded: ${(e as Error).message}`, 'DEV-EXTASCII-2');
-  }
-  if (!(value instanceof PyDict)) {
-    throw new ZrsError('ERR_EXTENSION', `extension of ${hex8(txn.tid)} at offset ${txn.offset} is not a dict`, 'DEV-EXTASCII-2');
-  }
-  return value;
-}
-
-function openBlob(file: string): { fd: number; size: number } | null {
-  try {
-    const fd = openSync(file, 'r');
-    return { fd, size: fstatSync(fd).size };
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw e;
   }
 }
