@@ -18,3 +18,4 @@ export * from './filestorage/writer.ts';
 export * from './filestorage/checker.ts';
 export { dumpExtension, dumpPickle } from './pickle/encoder.ts';
 export * from './pickle/json.ts';
+export * from './filestorage/content.ts';

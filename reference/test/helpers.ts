@@ -2,8 +2,6 @@
 import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { FileStorageReader } from '../filestorage/reader.ts';
-import { hex8 } from '../timestamp.ts';
 
 /** A temporary folder, removed by `cleanup`. */
 export function workspace(prefix: string): { dir: string; file: (name: string) => string; cleanup: () => void } {
@@ -31,25 +29,7 @@ export async function waitFor(what: string, condition: () => boolean, timeoutMs 
   }
 }
 
-/** Transactions of a file with their records' resolved data, for comparing content. */
-export function fileContent(file: string) {
-  const r = FileStorageReader.open(file);
-  try {
-    return [...r.transactions()].map((t) => ({
-      tid: hex8(t.tid),
-      status: t.status,
-      user: t.user.toString('hex'),
-      description: t.description.toString('hex'),
-      extension: t.extension.toString('hex'),
-      records: [...r.records(t)].map((rec) => {
-        const { data } = r.resolve(rec);
-        return { oid: hex8(rec.oid), tid: hex8(rec.tid), data: data?.toString('hex') ?? null };
-      }),
-    }));
-  } finally {
-    r.close();
-  }
-}
+export { fileContent } from '../filestorage/content.ts';
 
 /** Every file below a folder, relative path → content, skipping `tmp/`. */
 export function folderContent(dir: string): Record<string, string> {

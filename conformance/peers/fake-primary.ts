@@ -1,0 +1,120 @@
+/**
+ * A fake primary, to test secondaries: it accepts connections, records each handshake and
+ * every keep-alive with its arrival time, and answers with whatever a case scripts — a
+ * fixture store streamed correctly, or damaged on purpose.
+ * @module
+ */
+import net from 'node:net';
+import type { BlobDirectory } from '../../reference/filestorage/blobs.ts';
+import { FileStorageReader } from '../../reference/filestorage/reader.ts';
+import { FrameDecoder } from '../../reference/framing.ts';
+import type { Address } from '../../reference/net/address.ts';
+import { type Frame, transactionFrames } from '../../reference/primary/frames.ts';
+import { StreamEncoder } from '../../reference/stream.ts';
+import { compareTids } from '../../reference/timestamp.ts';
+import { sleep } from './fake-secondary.ts';
+
+/** One connection from the secondary under test. */
+export class FakeConnection {
+  /** Frames the secondary sent, with their arrival time (ms, performance.now()). */
+  readonly frames: { at: number; payload: Buffer }[] = [];
+  closed = false;
+  readonly handshake: Promise<{ protocol: string; startTid: Buffer; at: number }>;
+
+  constructor(readonly socket: net.Socket) {
+    const decoder = new FrameDecoder();
+    let resolve!: (h: { protocol: string; startTid: Buffer; at: number }) => void;
+    this.handshake = new Promise((r) => (resolve = r));
+    socket.on('data', (d) => {
+      const now = performance.now();
+      try {
+        for (const payload of decoder.push(d)) {
+          this.frames.push({ at: now, payload: Buffer.from(payload) });
+          if (this.frames.length === 2) resolve({ protocol: this.frames[0]!.payload.toString('latin1'), startTid: payload, at: now });
+        }
+      } catch {
+        socket.destroy();
+      }
+    });
+    socket.on('error', () => undefined);
+    socket.on('close', () => (this.closed = true));
+  }
+
+  /** Empty frames received after the handshake: their arrival times. */
+  get keepAlives(): number[] {
+    return this.frames.slice(2).filter((f) => f.payload.length === 0).map((f) => f.at);
+  }
+
+  /** Sends raw bytes (frames with their headers). */
+  send(bytes: Uint8Array | Uint8Array[]): void {
+    if (!this.socket.destroyed) this.socket.write(Array.isArray(bytes) ? Buffer.concat(bytes) : bytes);
+  }
+
+  /** Waits up to `ms` for the secondary to close the connection; true when it did. */
+  async waitForClose(ms: number): Promise<boolean> {
+    const until = Date.now() + ms;
+    while (!this.closed && Date.now() < until) await sleep(10);
+    return this.closed;
+  }
+
+  end(): void {
+    this.socket.end();
+  }
+
+  destroy(): void {
+    this.socket.destroy();
+  }
+}
+
+/** The frames a correct primary sends for `store` after `startTid`, transaction by transaction. */
+export function storeFrames(store: string, startTid: Buffer, blobs: BlobDirectory | null = null): Frame[][] {
+  const reader = FileStorageReader.open(store);
+  const encoder = new StreamEncoder(startTid);
+  try {
+    return [...reader.transactions()]
+      .filter((t) => t.status !== 'u' && compareTids(t.tid, startTid) > 0)
+      .map((t) => [...transactionFrames(reader, t, encoder, blobs)].map(([h, p]) => [h, Buffer.from(p)] as Frame));
+  } finally {
+    reader.close();
+  }
+}
+
+export class FakePrimary {
+  readonly connections: FakeConnection[] = [];
+  private waiting: ((c: FakeConnection) => void)[] = [];
+
+  private constructor(
+    private readonly server: net.Server,
+    readonly address: Address,
+    private readonly script: (c: FakeConnection, n: number) => void | Promise<void>,
+  ) {}
+
+  /** Listens on a free loopback port; each connection (numbered from 0) runs `script`. */
+  static async listen(script: (c: FakeConnection, n: number) => void | Promise<void>): Promise<FakePrimary> {
+    let self!: FakePrimary;
+    const server = net.createServer((socket) => {
+      const c = new FakeConnection(socket);
+      const n = self.connections.push(c) - 1;
+      self.waiting.splice(0).forEach((w) => w(c));
+      void Promise.resolve(self.script(c, n)).catch(() => c.destroy());
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    self = new FakePrimary(server, { kind: 'tcp', host: '127.0.0.1', port: (server.address() as net.AddressInfo).port }, script);
+    return self;
+  }
+
+  /** Waits for connection number `n` (0-based). */
+  async connection(n: number, timeoutMs = 20_000): Promise<FakeConnection> {
+    const until = Date.now() + timeoutMs;
+    while (this.connections.length <= n) {
+      if (Date.now() > until) throw new Error(`the secondary did not make connection #${n + 1} within ${timeoutMs} ms`);
+      await sleep(10);
+    }
+    return this.connections[n]!;
+  }
+
+  close(): void {
+    for (const c of this.connections) c.destroy();
+    this.server.close();
+  }
+}
