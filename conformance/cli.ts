@@ -16,7 +16,7 @@ import { summary, writeReports } from './report/render.ts';
 import { judge, readExpectedFailures, type RunVerdict } from './report/verdict.ts';
 
 const USAGE = `usage: zrs-conformance [--iut FILE | --primary-iut FILE --secondary-iut FILE | --matrix FILE FILE...]
-                       [--full] [--seed N] [--report-dir DIR] [--filter PATTERN]`;
+                       [--full] [--seed N [--replay PATH]] [--report-dir DIR] [--filter PATTERN]`;
 
 interface Run {
   primary: string;
@@ -24,13 +24,15 @@ interface Run {
   reportDir: string;
 }
 
-async function runOnce(run: Run, o: { full: boolean; seed: number; filter?: string }): Promise<RunVerdict> {
+async function runOnce(run: Run, o: { full: boolean; seed: number; filter?: string; replay?: string }): Promise<RunVerdict> {
   const primary = readDescriptor(run.primary);
   const secondary = readDescriptor(run.secondary);
   process.env[ENV.primary] = run.primary;
   process.env[ENV.secondary] = run.secondary;
   process.env[ENV.profile] = o.full ? 'full' : 'quick';
   process.env[ENV.seed] = String(o.seed);
+  process.env[ENV.reportDir] = run.reportDir;
+  if (o.replay) process.env[ENV.replay] = o.replay;
   const collector = new CaseCollector(REPO_ROOT);
   const vitest = await startVitest('test', [], {
     config: path.join(REPO_ROOT, 'conformance/vitest.config.ts'),
@@ -67,6 +69,7 @@ async function main(argv: string[]): Promise<number> {
         seed: { type: 'string' },
         'report-dir': { type: 'string', default: 'reports/conformance' },
         filter: { type: 'string' },
+        replay: { type: 'string' },
         help: { type: 'boolean', default: false },
       },
       allowPositionals: true,
@@ -79,7 +82,7 @@ async function main(argv: string[]): Promise<number> {
   if (v.help) return console.log(USAGE), 0;
   const seed = v.seed === undefined ? Date.now() % 2 ** 31 : Number(v.seed);
   if (!Number.isInteger(seed)) return console.error(`zrs-conformance: --seed takes an integer\n${USAGE}`), 2;
-  const options = { full: v.full && !v.quick, seed, filter: v.filter };
+  const options = { full: v.full && !v.quick, seed, filter: v.filter, replay: v.replay };
   const reportDir = path.resolve(v['report-dir']);
   try {
     if (v.matrix) {

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { afterEach, type TestContext } from 'vitest';
 import { type Address, formatAddress } from '../reference/net/address.ts';
 import { type Descriptor, type Feature, readDescriptor } from './iut/descriptor.ts';
-import { ENV, FIXTURES, REFERENCE_IUT } from './env.ts';
+import { ENV, FIXTURES, REFERENCE_IUT, REPO_ROOT } from './env.ts';
 import { freePort, IutNode } from './iut/node.ts';
 
 const cache = new Map<string, Descriptor>();
@@ -35,6 +35,19 @@ export const PROFILE: 'quick' | 'full' = process.env[ENV.profile] === 'full' ? '
 
 /** Seed of the property-based cases (fixed per run, printed in reports). */
 export const SEED = Number(process.env[ENV.seed] ?? 20261126);
+
+/** fast-check parameters of a property case: the run's seed, or a failure to replay. */
+export function propertyParameters(quickRuns: number, fullRuns: number): { seed: number; numRuns: number; path?: string; endOnFailure?: boolean } {
+  const replay = process.env[ENV.replay];
+  return replay
+    ? { seed: SEED, numRuns: 1_000_000, path: replay, endOnFailure: true }
+    : { seed: SEED, numRuns: PROFILE === 'full' ? fullRuns : quickRuns };
+}
+
+/** Where failing cases leave their wire transcripts. */
+export function transcriptDir(): string {
+  return path.join(process.env[ENV.reportDir] ?? path.join(REPO_ROOT, 'reports/conformance'), 'transcripts');
+}
 
 /**
  * Skips the running case, reported as unsupported, unless the implementation claims every

@@ -12,4 +12,7 @@ export const ENV = {
   secondary: 'ZRS_IUT_SECONDARY',
   profile: 'ZRS_CONFORMANCE_PROFILE',
   seed: 'ZRS_CONFORMANCE_SEED',
+  /** fast-check path of a failure to replay (with the same seed). */
+  replay: 'ZRS_CONFORMANCE_REPLAY',
+  reportDir: 'ZRS_CONFORMANCE_REPORT_DIR',
 } as const;
