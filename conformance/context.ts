@@ -4,10 +4,11 @@
  * clean-up after each case.
  * @module
  */
-import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, cpSync, mkdirSync, mkdtempSync, openSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, type TestContext } from 'vitest';
+import { FileStorageReader } from '../reference/filestorage/reader.ts';
 import { type Address, formatAddress } from '../reference/net/address.ts';
 import { type Descriptor, type Feature, readDescriptor } from './iut/descriptor.ts';
 import { ENV, FIXTURES, REFERENCE_IUT, REPO_ROOT } from './env.ts';
@@ -94,8 +95,18 @@ function writeConfig(dir: string, name: string, o: { fs: string; listen?: Addres
   return file;
 }
 
+/** Gives the `n`-th transaction of a file the obsolete status `u` (which no primary sends). */
+function markUndone(fs: string, n: number): void {
+  const r = FileStorageReader.open(fs);
+  const txn = [...r.transactions()][n]!;
+  r.close();
+  const fd = openSync(fs, 'r+');
+  writeSync(fd, Buffer.from('u'), 0, 1, txn.offset + 16);
+  closeSync(fd);
+}
+
 /** A primary of the IUT serving a copy of a fixture store (or a new file). */
-export async function startPrimary(o: { store?: string | null; blobs?: boolean; listen?: Address } = {}): Promise<{
+export async function startPrimary(o: { store?: string | null; blobs?: boolean; listen?: Address; markUndone?: number } = {}): Promise<{
   node: IutNode;
   address: Address;
   fs: string;
@@ -106,6 +117,7 @@ export async function startPrimary(o: { store?: string | null; blobs?: boolean; 
   const fs = path.join(dir, 'Data.fs');
   let blobDir: string | null = null;
   if (o.store) cpSync(path.join(FIXTURES, o.store, 'Data.fs'), fs);
+  if (o.markUndone !== undefined) markUndone(fs, o.markUndone);
   if (o.blobs) {
     blobDir = path.join(dir, 'blobs');
     if (o.store) cpSync(path.join(FIXTURES, o.store, 'blobs'), blobDir, { recursive: true });

@@ -115,6 +115,7 @@ function primaryTarget(primary: Primary, timeout: number): ControlTarget {
     lastTid: () => primary.lastTid,
     commit: own ? (c) => primary.commit(c) : undefined,
     undo: own ? (tid, meta) => primary.undo(tid, meta) : undefined,
+    pack: own ? (before) => void primary.pack(before) : undefined,
     shutdown: () => primary.close(timeout * 1000),
   };
 }

@@ -22,12 +22,12 @@
  *    `FILE`; a stale `FILE.index` is removed (FS-INDEX-3).
  *
  * Readers that have the old file open keep reading it (the rename leaves their inode
- * alone); {@link FileStorageReader.replaced} tells them, and {@link FileFollower} reopens
+ * alone); {@link FileStorageReader.replaced} tells them, and `FileFollower` (follower.ts) reopens
  * the file and goes on after the last tid it returned.
  *
  * Nothing may append to the file while it is packed: pack takes no lock. A writer in the
  * same process calls {@link packFile} between transactions (it is synchronous), then closes
- * itself and opens the file again ({@link FileStorageWriter.open}): its descriptor and its
+ * itself and opens the file again (`FileStorageWriter.open`, writer.ts): its descriptor and its
  * indexes describe the old file.
  * @module
  */
@@ -185,8 +185,8 @@ class Reachability {
         if (oid === ROOT && this.current.size === 0) continue;
         throw new PackError(
           'ERR_FS_PACK_POSKEY',
-          `object ${oid} is referred to by a reachable object but has no current revision at the pack time ` +
-            `(ZODB's pack fails with POSKeyError too)`,
+          `object ${oid} is reachable (${oid === ROOT ? 'the root' : 'referred to by a reachable object'}) but has no ` +
+            `revision at the pack time; ZODB's pack fails on it too (POSKeyError)`,
         );
       }
       this.reachable.set(oid, pos);
@@ -226,14 +226,14 @@ class Reachability {
 
   /** The oids the revision at `pos` refers to (after its backpointers). */
   refs(pos: number): string[] {
-    let r = this.reader.readDataRecord(pos);
-    while (r.data === null && r.back !== 0) r = this.reader.readDataRecord(r.back);
-    if (r.data === null) return [];
+    const record = this.reader.readDataRecord(pos);
+    const data = this.reader.resolve(record).data;
+    if (data === null) return [];
     try {
-      return referencedOids(r.data).map(key);
+      return referencedOids(data).map(key);
     } catch (e) {
       const why = e instanceof Error ? e.message : String(e);
-      throw new PackError('ERR_FS_PACK_PICKLE', `cannot find the references of the record of ${key(r.oid)} at ${r.offset}: ${why}`);
+      throw new PackError('ERR_FS_PACK_PICKLE', `cannot find the references of the record of ${key(record.oid)} at ${pos}: ${why}`);
     }
   }
 }
@@ -344,6 +344,7 @@ export function packFile(file: string, packTime: Uint8Array, options: PackOption
   };
   const skip = (why: NonNullable<PackResult['skipped']>): PackResult => {
     result.skipped = why;
+    result.transactionsPacked = result.transactionsRemoved = result.transactionsCopied = 0;
     result.bytesAfter = result.bytesBefore;
     result.transactionsAfter = result.transactionsBefore;
     result.recordsAfter = result.recordsBefore;

@@ -39,7 +39,7 @@ export type PersistentReference =
 /**
  * Every persistent id in record data, in pickle order: those of the class pickle, then
  * those of the state pickle, decoded with a memo shared by the two as ZODB's unpickler
- * shares it. Throws a {@link PickleError} when the data is not two pickles.
+ * shares it. Throws a `PickleError` when the data is not two pickles.
  */
 export function persistentIds(data: Uint8Array): PickleValue[] {
   const keep = (pid: PickleValue) => pid;
@@ -98,7 +98,7 @@ export function persistentReferences(data: Uint8Array): PersistentReference[] {
 /**
  * The oids that record data refers to, as ZODB's `referencesf` returns them: one entry per
  * ordinary reference (`oid` or `(oid, class)`), in pickle order, duplicates kept; weak and
- * cross-database references left out. Throws a {@link PickleError} when the data is not two
+ * cross-database references left out. Throws a `PickleError` when the data is not two
  * pickles the safe decoder reads, and a {@link ZrsError} (`ERR_FS_REFERENCE`) for a persistent
  * id of no form ZODB writes.
  */

@@ -30,16 +30,6 @@ import {
   PyTuple,
 } from './values.ts';
 
-/** Options of {@link readPickle} and {@link loadPickle}. */
-export interface PickleOptions {
-  /**
-   * Called for each persistent id (`PERSID`, `BINPERSID`) with the id; what it returns takes
-   * the id's place in the value. Without it, persistent ids are refused (`ERR_PICKLE_OPCODE`).
-   * The id is passed as decoded, inert: nothing is loaded.
-   */
-  persistentLoad?: (pid: PickleValue) => PickleValue;
-}
-
 /** Result of {@link readPickle}: the value and the offset just past its `STOP`. */
 export interface PickleRead {
   value: PickleValue;
@@ -52,8 +42,13 @@ type Slot = PickleValue | typeof MARK;
 const HIGHEST_PROTOCOL = 5;
 const latin1 = new TextDecoder('latin1');
 
-/** Decodes one pickle that must fill `bytes` exactly. */
-export function loadPickle(bytes: Uint8Array, options?: PickleOptions): PickleValue {
+/**
+ * Decodes one pickle that must fill `bytes` exactly.
+ * @param options.persistentLoad called for each persistent id (`PERSID`, `BINPERSID`) with
+ *   the id, decoded and inert; what it returns takes the id's place. Without it, persistent
+ *   ids are refused (`ERR_PICKLE_OPCODE`).
+ */
+export function loadPickle(bytes: Uint8Array, options?: { persistentLoad?: (pid: PickleValue) => PickleValue }): PickleValue {
   const { value, end } = readPickle(bytes, 0, options);
   if (end !== bytes.length) {
     throw new PickleError('ERR_PICKLE_TRAILING', `${bytes.length - end} bytes after STOP`, end);
@@ -61,8 +56,11 @@ export function loadPickle(bytes: Uint8Array, options?: PickleOptions): PickleVa
   return value;
 }
 
-/** Decodes the pickle that starts at `start`; bytes after its `STOP` are left alone. */
-export function readPickle(bytes: Uint8Array, start = 0, options?: PickleOptions): PickleRead {
+/**
+ * Decodes the pickle that starts at `start`; bytes after its `STOP` are left alone.
+ * @param options.persistentLoad as for {@link loadPickle}.
+ */
+export function readPickle(bytes: Uint8Array, start = 0, options?: { persistentLoad?: (pid: PickleValue) => PickleValue }): PickleRead {
   return new Reader(bytes, start, options?.persistentLoad).run();
 }
 

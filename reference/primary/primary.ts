@@ -12,13 +12,14 @@ import { existsSync, lstatSync, unlinkSync, watch, type FSWatcher } from 'node:f
 import net from 'node:net';
 import { ZrsError } from '../errors.ts';
 import { BlobDirectory } from '../filestorage/blobs.ts';
+import { packFile, type PackResult } from '../filestorage/pack.ts';
 import { FileStorageReader } from '../filestorage/reader.ts';
 import { FileStorageWriter, type RecordToWrite, type TxnMeta } from '../filestorage/writer.ts';
 import { type Address, formatAddress } from '../net/address.ts';
 import { type Logger, silentLogger } from '../net/log.ts';
 import { dumpExtension } from '../pickle/encoder.ts';
 import { PyDict } from '../pickle/values.ts';
-import { laterThan, tidFromUnixMillis, Z64 } from '../timestamp.ts';
+import { hex8, laterThan, tidFromUnixMillis, Z64 } from '../timestamp.ts';
 import { PrimaryConnection } from './connection.ts';
 import { CommitSignal } from './signal.ts';
 
@@ -184,6 +185,22 @@ export class Primary {
     writer.commit(this.meta(newTid, meta), writer.undoRecords(tid, newTid));
     this.signal.notify();
     return newTid;
+  }
+
+  /**
+   * Packs the file to `before` (a tid) as ZODB does; streams carry on after the last tid they
+   * sent (WIRE-TXN-8). The writer is reopened on the new file.
+   */
+  pack(before: Uint8Array): PackResult {
+    const writer = this.ownWriter();
+    const result = packFile(this.options.fs, before);
+    if (result.packed) {
+      writer.close();
+      this.writer = FileStorageWriter.open(this.options.fs);
+      this.logger.log('info', 'packed', `packed to ${hex8(before)}`, { before: result.bytesBefore, after: result.bytesAfter });
+    }
+    this.signal.notify();
+    return result;
   }
 
   /**

@@ -69,6 +69,29 @@ describe('zrs primary and zrs secondary', () => {
     await p.request('shutdown');
   });
 
+  it('[WIRE-TXN-8] [CONF-CTL-8] pack on the primary while a secondary replicates: it keeps its history and goes on', async () => {
+    const p = await start(['primary', '--fs', ws.file('p.fs'), '--listen', '127.0.0.1:0']);
+    const s = await start(['secondary', '--fs', ws.file('s.fs'), '--from', p.ready.listen as string, '--reconnect-delay', '0.1']);
+    const pickle = (n: number) => Buffer.concat([Buffer.from('80034e2e', 'hex'), Buffer.from(`\x80\x03K${String.fromCharCode(n)}.`, 'latin1')]).toString('hex');
+    const tids: string[] = [];
+    for (let i = 0; i < 6; i++) {
+      const r = await p.request('commit', { records: [{ oid: '0000000000000000', data: pickle(i) }, { oid: `00000000000000${(i + 16).toString(16)}`, data: pickle(i) }] });
+      tids.push(r.tid as string);
+    }
+    await s.committed(tids.at(-1)!);
+    expect(await p.request('pack', { before: tids[4] })).toMatchObject({ ok: true });
+    const after = await p.request('commit', { records: [{ oid: '0000000000000000', data: pickle(9) }] });
+    await s.committed(after.tid as string);
+    const pf = p.proc.spawnargs[p.proc.spawnargs.indexOf('--fs') + 1]!;
+    const sf = s.proc.spawnargs[s.proc.spawnargs.indexOf('--fs') + 1]!;
+    await s.request('shutdown');
+    await p.request('shutdown');
+    const primaryTids = fileContent(pf).map((t) => t.tid);
+    expect(fileContent(sf).map((t) => t.tid)).toEqual([...tids, after.tid]); // the secondary is not packed
+    expect(primaryTids.length).toBeLessThan(7); // the primary was
+    expect(fileContent(pf).filter((t) => t.status === 'p').length).toBeGreaterThan(0);
+  });
+
   it('[WIRE-SHUT-1] SIGTERM on the primary: the connected secondary still gets every committed transaction', async () => {
     const p = await start(['primary', '--fs', ws.file('p.fs'), '--listen', '127.0.0.1:0']);
     const s = await start(['secondary', '--fs', ws.file('s.fs'), '--from', p.ready.listen as string, '--reconnect-delay', '30']);

@@ -243,6 +243,23 @@ describe('packing a FileStorage file', () => {
     expect(result.objectsKept).toBe(current.size);
     expectPacked(old, file, time, new Set(current.keys()));
     expect(read(file).flatMap((t) => t.records.map((r) => r.oid))).toContain(hex8(oid(6)));
+
+    // Without gc, a revision that only a later backpointer names is not kept: the copied
+    // record then holds the data itself (ZODB's packer fails there instead).
+    const other = fresh();
+    const w = FileStorageWriter.open(other);
+    const t1 = tidFromUnixMillis(Date.UTC(2024, 0, 1));
+    const [t2, t3] = [1, 2].map((i) => laterThan(tidFromUnixMillis(Date.UTC(2024, 0, 1) + i * 1000), t1)) as [Buffer, Buffer];
+    w.commit(meta(t1), [{ oid: oid(0), serial: t1, data: zodbRecord([], 'a') }]);
+    w.commit(meta(t2), [{ oid: oid(0), serial: t2, data: zodbRecord([], 'b') }]);
+    w.commit(meta(t3, 'undo'), w.undoRecords(t2, t3));
+    w.close();
+    const before = read(other);
+    expect(packFile(other, t2, { gc: false })).toMatchObject({ packed: true, transactionsRemoved: 1 });
+    const after = read(other);
+    expect(after[1]!.records[0]).toMatchObject({ back: 0, data: before[0]!.records[0]!.data });
+    expect(after[1]!.records[0]!.plen).toBeGreaterThan(0);
+    expectPacked(before, other, t2, new Set([hex8(oid(0))]));
   });
 
   it('[FS-INDEX-3] removes a stale index, and keeps FILE.old only when asked to', () => {
@@ -260,7 +277,7 @@ describe('packing a FileStorage file', () => {
     // Before the first transaction: nothing to pack.
     const file = fresh(goldenOld);
     const early = packFile(file, minus1(tid(old[0]!.tid)));
-    expect(early).toMatchObject({ packed: false, skipped: 'nothing freed', bytesAfter: 4957 });
+    expect(early).toMatchObject({ packed: false, skipped: 'nothing freed', bytesAfter: 4957, transactionsAfter: 11, transactionsPacked: 0, recordsRemoved: 0 });
     expect(readFileSync(file).equals(readFileSync(goldenOld))).toBe(true);
     expect(existsSync(`${file}.pack`)).toBe(false);
     expect(existsSync(`${file}.old`)).toBe(false);
@@ -315,6 +332,39 @@ describe('packing a FileStorage file', () => {
     expect(existsSync(`${file}.pack`)).toBe(false);
     // Once nothing refers to it any more at the pack time, the pack succeeds.
     expect(packFile(file, t3)).toMatchObject({ packed: true, transactionsAfter: 1, recordsAfter: 1 });
+  });
+
+  it('[FS-BACK-1] keeps a revision that a later backpointer names, and what it refers to, and points the backpointer at its new offset', () => {
+    const file = fresh();
+    const w = FileStorageWriter.open(file);
+    const t1 = tidFromUnixMillis(Date.UTC(2024, 0, 1));
+    const [t2, t3, t4] = [1, 2, 3].map((i) => laterThan(tidFromUnixMillis(Date.UTC(2024, 0, 1) + i * 1000), t1)) as [Buffer, Buffer, Buffer];
+    w.commit(meta(t1), [{ oid: oid(0), serial: t1, data: zodbRecord([], 'empty root') }]);
+    w.commit(meta(t2), [
+      { oid: oid(0), serial: t2, data: zodbRecord([{ oid: oid(1), form: 'tuple' }], 'root with 1') },
+      { oid: oid(1), serial: t2, data: zodbRecord([], 'one') },
+    ]);
+    w.commit(meta(t3), [{ oid: oid(0), serial: t3, data: zodbRecord([], 'root without 1') }]);
+    w.commit(meta(t4, 'undo'), w.undoRecords(t3, t4)); // root back to its t2 revision
+    w.close();
+    const before = read(file);
+    expect(before[3]!.records[0]!.back).toBe(before[1]!.records[0]!.offset);
+
+    const result = packFile(file, t3);
+    expect(result).toMatchObject({ packed: true, transactionsPacked: 2, transactionsRemoved: 1, recordsAfter: 4 });
+    const after = read(file);
+    expect(after.map((t) => [t.tid, t.status])).toEqual([
+      [hex8(t2), 'p'],
+      [hex8(t3), 'p'],
+      [hex8(t4), ' '],
+    ]);
+    // At the pack time only the root was reachable; the undo after it names the root's t2
+    // revision, which refers to oid 1: both stay, and oid 1 keeps its revision.
+    expect(after[0]!.records.map((r) => r.oid)).toEqual([hex8(oid(0)), hex8(oid(1))]);
+    const undo = after[2]!.records[0]!;
+    expect(undo).toMatchObject({ plen: 0, back: after[0]!.records[0]!.offset, prev: after[1]!.records[0]!.offset });
+    expect(undo.data).toBe(before[1]!.records[0]!.data);
+    expectPacked(before, file, t3, new Set([hex8(oid(0))]));
   });
 
   it('packs the real undo file at every time, backpointers across the pack time included', () => {
@@ -456,6 +506,23 @@ describe('finding the references of a record', () => {
     // Without a persistent_load, the state pickle is refused as before.
     const { end } = readPickle(root.data!);
     expect(() => loadPickle(root.data!.subarray(end))).toThrow(expect.objectContaining({ code: 'ERR_PICKLE_MEMO' }));
+  });
+
+  it('decodes persistent ids only for a caller that passes persistentLoad', () => {
+    const binpersid = Buffer.from('80035d7100430800000000000000017101855161', 'hex'); // [ Q((b'..\x01',)) ]
+    const p0 = Buffer.from('(lPabc\na', 'latin1');
+    const stop = Buffer.from('.');
+    for (const bytes of [Buffer.concat([binpersid, stop]), Buffer.concat([p0, stop])]) {
+      expect(() => loadPickle(bytes)).toThrow(expect.objectContaining({ code: 'ERR_PICKLE_OPCODE' }));
+    }
+    const seen: unknown[] = [];
+    const v = loadPickle(Buffer.concat([binpersid, stop]), { persistentLoad: (pid) => (seen.push(pid), 'loaded') });
+    expect(v).toEqual(['loaded']);
+    expect(seen[0]).toBeInstanceOf(PyTuple);
+    expect(loadPickle(Buffer.concat([p0, stop]), { persistentLoad: (pid) => `<${String(pid)}>` })).toEqual(['<abc>']);
+    expect(() => loadPickle(Buffer.from('(lP\xe9\na.', 'latin1'), { persistentLoad: (pid) => pid })).toThrow(
+      expect.objectContaining({ code: 'ERR_PICKLE_VALUE' }),
+    );
   });
 
   const python = spawnSync('python3', ['-c', 'import pickle'], { encoding: 'utf8' });

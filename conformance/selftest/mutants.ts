@@ -1,0 +1,222 @@
+/**
+ * Deliberately broken variants of the reference, for the harness's self-test: each breaks one
+ * named requirement, by patching the reference in the mutant's own process before it starts.
+ * The suite must fail every one of them on that requirement (and pass the unbroken reference).
+ * @module
+ */
+import { createHash } from 'node:crypto';
+import net from 'node:net';
+import { SecondaryApplier } from '../../reference/secondary/applier.ts';
+import { RunningChecksum } from '../../reference/checksum.ts';
+import { BlobDirectory } from '../../reference/filestorage/blobs.ts';
+import { FileStorageReader } from '../../reference/filestorage/reader.ts';
+import { FrameDecoder } from '../../reference/framing.ts';
+import { PrimaryConnection } from '../../reference/primary/connection.ts';
+import { PrimaryHandshake } from '../../reference/primary/handshake.ts';
+import { CommitSignal } from '../../reference/primary/signal.ts';
+import { Secondary } from '../../reference/secondary/secondary.ts';
+import { StreamDecoder, StreamEncoder } from '../../reference/stream.ts';
+import { compareTids, Z64 } from '../../reference/timestamp.ts';
+
+/** A mutation: the requirement it breaks, the role it concerns, and the patch. */
+export interface Mutation {
+  breaks: string;
+  role: 'primary' | 'secondary';
+  what: string;
+  apply(): void;
+}
+
+type Any = Record<string, unknown> & { [k: string]: any }; // eslint-disable-line @typescript-eslint/no-explicit-any
+
+/** Patches a method of a class, keeping the original for the replacement to call. */
+function patch<T extends object>(cls: { prototype: T }, name: string, make: (original: (...a: unknown[]) => unknown) => (this: Any, ...a: unknown[]) => unknown): void {
+  const proto = cls.prototype as Any;
+  const original = proto[name] as (...a: unknown[]) => unknown;
+  proto[name] = make(original);
+}
+
+/** Rewrites the bytes a secondary writes on its connections. */
+function rewriteWrites(f: (bytes: Buffer, first: boolean) => Buffer): void {
+  const seen = new WeakSet<net.Socket>();
+  patch(net.Socket, 'write', (original) =>
+    function (this: Any, data: unknown, ...rest: unknown[]) {
+      const first = !seen.has(this as unknown as net.Socket);
+      seen.add(this as unknown as net.Socket);
+      const bytes = Buffer.isBuffer(data) ? f(data, first) : data;
+      return original.call(this, bytes, ...rest);
+    },
+  );
+}
+
+export const MUTATIONS: Record<string, Mutation> = {
+  'checksum-seed': {
+    breaks: 'WIRE-SUM-1',
+    role: 'primary',
+    what: 'seeds the running MD5 with z64 whatever the start tid',
+    apply() {
+      const shadows = new WeakMap<object, ReturnType<typeof createHash>>();
+      const shadow = (o: object) => {
+        let h = shadows.get(o);
+        if (!h) shadows.set(o, (h = createHash('md5').update(Z64)));
+        return h;
+      };
+      patch(RunningChecksum, 'update', (original) => function (this: Any, p: unknown) {
+        shadow(this).update(p as Buffer);
+        return original.call(this, p);
+      });
+      patch(RunningChecksum, 'digest', () => function (this: Any) {
+        return shadow(this).copy().digest();
+      });
+    },
+  },
+  'hash-length-prefixes': {
+    breaks: 'WIRE-SUM-2',
+    role: 'primary',
+    what: 'feeds the 4-byte length prefixes into the MD5 too',
+    apply() {
+      patch(StreamEncoder, 'frame', (original) => function (this: Any, payload: unknown) {
+        const frame = original.call(this, payload) as [Buffer, Uint8Array];
+        this.sum.update(frame[0]);
+        return frame;
+      });
+    },
+  },
+  'resume-at-start-tid': {
+    breaks: 'WIRE-POS-2',
+    role: 'primary',
+    what: 'starts with the transaction equal to the start tid instead of after it',
+    apply() {
+      patch(FileStorageReader, 'positionAfter', (original) => function (this: Any, startTid: unknown) {
+        const at = original.call(this, startTid) as number | null;
+        if (at === null || at <= 4) return at;
+        // step back one transaction when it is the start tid itself
+        for (const t of this.transactions(4)) if (t.next === at && compareTids(t.tid, startTid as Buffer) === 0) return t.offset;
+        return at;
+      });
+    },
+  },
+  'no-abort-on-disconnect': {
+    breaks: 'WIRE-CLOSE-6',
+    role: 'secondary',
+    what: 'keeps what it had of a transaction when the connection drops, and commits it',
+    apply() {
+      patch(SecondaryApplier, 'abort', () => function (this: Any) {
+        const txn = this.txn;
+        if (!txn) return;
+        try {
+          txn.vote();
+          txn.finish();
+        } catch {
+          txn.abort();
+        }
+        this.txn = null;
+        this.begun = null;
+      });
+    },
+  },
+  'keep-alive-in-handshake': {
+    breaks: 'WIRE-HS-4',
+    role: 'secondary',
+    what: 'sends a keep-alive before the protocol id',
+    apply() {
+      rewriteWrites((bytes, first) => (first ? Buffer.concat([Buffer.alloc(4), bytes]) : bytes));
+    },
+  },
+  'no-reconnect': {
+    breaks: 'WIRE-RECON-1',
+    role: 'secondary',
+    what: 'never connects again after its first connection ends',
+    apply() {
+      patch(Secondary, 'connect', (original) => function (this: Any) {
+        if (this.mutantConnected) return;
+        this.mutantConnected = true;
+        return original.call(this);
+      });
+    },
+  },
+  'accept-9-byte-frames': {
+    breaks: 'WIRE-FRAME-5',
+    role: 'primary',
+    what: 'accepts frames of 9 bytes from secondaries',
+    apply() {
+      patch(FrameDecoder, 'push', (original) => function (this: Any, chunk: unknown) {
+        if (this.limit === 8) Object.defineProperty(this, 'limit', { value: 9 });
+        return original.call(this, chunk);
+      });
+    },
+  },
+  'send-u-transactions': {
+    breaks: 'WIRE-TXN-5',
+    role: 'primary',
+    what: 'sends transactions with status u',
+    apply() {
+      patch(FileStorageReader, 'scan', (original) => function (this: Any, offset: unknown) {
+        const s = original.call(this, offset) as { kind: string; txn?: { status: string } };
+        if (s.kind === 'transaction' && s.txn!.status === 'u') s.txn!.status = ' ';
+        return s;
+      });
+    },
+  },
+  'blobs-as-plain-records': {
+    breaks: 'WIRE-BLOB-2',
+    role: 'primary',
+    what: 'sends blob records as S, without their blob content',
+    apply() {
+      patch(BlobDirectory, 'blobPath', () => () => '/nonexistent/blob');
+    },
+  },
+  'zrs20-to-blob-primary': {
+    breaks: 'WIRE-HS-8',
+    role: 'primary',
+    what: 'accepts zrs2.0 although it serves blobs',
+    apply() {
+      patch(PrimaryHandshake, 'frame', (original) => function (this: Any, payload: unknown) {
+        Object.defineProperty(this, 'servesBlobs', { value: false });
+        return original.call(this, payload);
+      });
+    },
+  },
+  'no-catch-up-on-protocol-error': {
+    breaks: 'WIRE-HS-14',
+    role: 'primary',
+    what: 'closes at once on a non-empty frame after the handshake instead of catching up',
+    apply() {
+      patch(PrimaryConnection, 'drain', () => function (this: Any) {
+        return this.destroy();
+      });
+    },
+  },
+  'ignore-checksums': {
+    breaks: 'WIRE-SUM-7',
+    role: 'secondary',
+    what: 'commits transactions whose digest is wrong',
+    apply() {
+      patch(StreamDecoder, 'push', (original) => function (this: Any, payload: unknown) {
+        Object.defineProperty(this, 'check', { value: false });
+        return original.call(this, payload);
+      });
+    },
+  },
+  'no-live-commits': {
+    breaks: 'WIRE-TXN-3',
+    role: 'primary',
+    what: 'never wakes its streams: a transaction committed while a secondary waits is not sent',
+    apply() {
+      patch(CommitSignal, 'notify', () => () => undefined);
+    },
+  },
+  'zrs21-without-blobs': {
+    breaks: 'WIRE-HS-2',
+    role: 'secondary',
+    what: 'asks for zrs2.1 although it keeps no blobs',
+    apply() {
+      rewriteWrites((bytes) => {
+        const at = bytes.indexOf('zrs2.0');
+        if (at < 0) return bytes;
+        const b = Buffer.from(bytes);
+        b.write('zrs2.1', at);
+        return b;
+      });
+    },
+  },
+};
