@@ -123,7 +123,14 @@ describe(`primary: ${iut.name}`, () => {
     // still has transactions to send when the offending frame arrives
     const blobs = iut.features.has('blobs');
     const p = await startPrimary({ store: 'blobs', blobs });
-    const expected = expectedTransactions('blobs');
+    const expected: { tid: string }[] = expectedTransactions('blobs');
+    if (iut.features.has('control')) {
+      // more than loopback socket buffers hold
+      for (let i = 0; i < 12; i++) {
+        const r = await p.node.request('commit', { records: [{ oid: '00000000000000cc', data: Buffer.alloc(1 << 20, i).toString('hex') }] });
+        expected.push({ tid: r.tid as string });
+      }
+    }
     const s = await FakeSecondary.connect(p.address);
     s.pause();
     s.handshake(blobs ? 'zrs2.1' : 'zrs2.0', Z64);
@@ -133,7 +140,7 @@ describe(`primary: ${iut.name}`, () => {
     s.resume();
     expect(await s.waitForClose(10_000)).toBe(true);
     expect(s.error).toBeNull();
-    expect(firstDifference(s.transactions, expected)).toBeNull();
+    expect(s.transactions.map((t) => Buffer.from(t.begin.tid).toString('hex'))).toEqual(expected.map((t) => t.tid));
     expect(s.atBoundary).toBe(true);
   });
 
