@@ -10,7 +10,8 @@ import net from 'node:net';
 import { createInterface } from 'node:readline';
 import { type Descriptor, expandArgs, type Placeholder } from './descriptor.ts';
 
-type Message = Record<string, unknown>;
+/** A message of the control channel (a response or an event), or `{ line }` for other output. */
+export type ControlMessage = Record<string, unknown>;
 
 const live = new Set<ChildProcess>();
 let hooked = false;
@@ -57,13 +58,13 @@ export class NodeError extends Error {
 
 /** A running node of the implementation under test. */
 export class IutNode {
-  readonly messages: Message[] = [];
-  private waiters: { test: (m: Message) => boolean; resolve: (m: Message) => void }[] = [];
+  readonly messages: ControlMessage[] = [];
+  private waiters: { test: (m: ControlMessage) => boolean; resolve: (m: ControlMessage) => void }[] = [];
   private nextId = 1;
   private stderr = '';
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   /** The `ready` event, when the node speaks the control channel. */
-  ready: Message | null = null;
+  ready: ControlMessage | null = null;
 
   private constructor(
     readonly role: 'primary' | 'secondary',
@@ -73,9 +74,9 @@ export class IutNode {
     live.add(proc);
     proc.stdout!.setEncoding('utf8');
     createInterface({ input: proc.stdout! }).on('line', (line) => {
-      let m: Message;
+      let m: ControlMessage;
       try {
-        m = JSON.parse(line) as Message;
+        m = JSON.parse(line) as ControlMessage;
       } catch {
         m = { line };
       }
@@ -150,7 +151,7 @@ export class IutNode {
   }
 
   /** The next message (already received or to come) that passes `test`. */
-  waitFor(test: (m: Message) => boolean, timeoutMs = 30_000): Promise<Message> {
+  waitFor(test: (m: ControlMessage) => boolean, timeoutMs = 30_000): Promise<ControlMessage> {
     const seen = this.messages.find(test);
     if (seen) return Promise.resolve(seen);
     return new Promise((resolve, reject) => {
@@ -160,7 +161,7 @@ export class IutNode {
   }
 
   /** Sends a control-channel request and waits for its response. */
-  async request(op: string, fields: Message = {}, timeoutMs = 30_000): Promise<Message> {
+  async request(op: string, fields: ControlMessage = {}, timeoutMs = 30_000): Promise<ControlMessage> {
     const id = this.nextId++;
     this.proc.stdin!.write(`${JSON.stringify({ id, op, ...fields })}\n`);
     return this.waitFor((m) => m.id === id, timeoutMs);

@@ -47,7 +47,8 @@ export interface ProxyFaults {
   idleTimeoutMs?: number;
 }
 
-class Pipe {
+/** One direction of a {@link Link}: applies that direction's faults to what it forwards. */
+export class Pipe {
   private queue = Promise.resolve();
   bytes = 0;
 

@@ -1,0 +1,46 @@
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { expandArgs, readDescriptor } from '../iut/descriptor.ts';
+
+const dir = mkdtempSync(path.join(tmpdir(), 'zrs-descriptor-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+function write(content: unknown): string {
+  const f = path.join(dir, `${Math.random().toString(36).slice(2)}.json`);
+  writeFileSync(f, typeof content === 'string' ? content : JSON.stringify(content));
+  return f;
+}
+
+const primary = { command: 'node', args: ['p.js', '--fs', '{fs}', '--listen', '{listen}'], ready: 'port' };
+
+describe('IUT descriptors', () => {
+  it('every descriptor shipped in conformance/iut is valid', () => {
+    const iutDir = path.resolve(import.meta.dirname, '../iut');
+    const files = readdirSync(iutDir).filter((f) => f.endsWith('.json'));
+    expect(files.length).toBeGreaterThan(0);
+    for (const f of files) expect(() => readDescriptor(path.join(iutDir, f)), f).not.toThrow();
+  });
+
+  it.each([
+    ['not JSON', '{', /cannot read it as JSON/],
+    ['no name', { primary }, /\$\.name: must be a non-empty string/],
+    ['an unknown field', { name: 'x', primary, colour: 'red' }, /\$\.colour: unknown field/],
+    ['no role', { name: 'x' }, /describes neither a primary nor a secondary/],
+    ['an unknown feature', { name: 'x', primary, features: ['teleport'] }, /\$\.features\[0\]: unknown feature "teleport"/],
+    ['an unknown placeholder', { name: 'x', primary: { ...primary, args: ['{port}'] } }, /\$\.primary\.args\[0\]: unknown placeholder \{port\}/],
+    ['control readiness without the feature', { name: 'x', primary: { ...primary, ready: 'control' } }, /needs the feature "control"/],
+    ['a bad stdout pattern', { name: 'x', primary: { ...primary, ready: { stdout: '(' } } }, /\$\.primary\.ready\.stdout: not a regular expression/],
+  ])('refuses %s, naming the file and the JSON path', (_name, content, message) => {
+    const f = write(content);
+    expect(() => readDescriptor(f)).toThrow(message);
+    expect(() => readDescriptor(f)).toThrow(f);
+  });
+
+  it('expands templates, dropping groups whose placeholders have no value', () => {
+    const t = ['secondary', '--fs', '{fs}', ['--blob-dir', '{blobDir}'], ['--keep-alive-delay', '{keepAliveDelay}']];
+    expect(expandArgs(t, { fs: '/d/Data.fs', keepAliveDelay: '0.5' })).toEqual(['secondary', '--fs', '/d/Data.fs', '--keep-alive-delay', '0.5']);
+    expect(() => expandArgs(['{fs}'], {})).toThrow(/needs a value the harness did not give/);
+  });
+});
