@@ -141,6 +141,8 @@ export async function startSecondary(o: {
   from: Address;
   fs?: string;
   blobs?: boolean;
+  /** Reuse this blob directory (a restart); implies `blobs`. */
+  blobDir?: string;
   listen?: Address;
   keepAliveDelay?: number;
   reconnectDelay?: number;
@@ -148,7 +150,7 @@ export async function startSecondary(o: {
   const iut = secondaryIut();
   const dir = workdir();
   const fs = o.fs ?? path.join(dir, 'Data.fs');
-  const blobDir = o.blobs ? path.join(dir, 'blobs') : null;
+  const blobDir = o.blobDir ?? (o.blobs ? path.join(dir, 'blobs') : null);
   const config = writeConfig(dir, 'secondary', { fs, from: o.from, listen: o.listen, blobDir: blobDir ?? undefined, keepAliveDelay: o.keepAliveDelay });
   const values = {
     fs,

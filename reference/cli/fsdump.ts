@@ -1,4 +1,6 @@
+import { existsSync, statSync } from 'node:fs';
 import { ZrsError } from '../errors.ts';
+import { BlobDirectory, isBlobRecord } from '../filestorage/blobs.ts';
 import { FileStorageReader } from '../filestorage/reader.ts';
 import { loadPickle, readPickle } from '../pickle/decoder.ts';
 import { pickleToJson } from '../pickle/json.ts';
@@ -29,9 +31,17 @@ function extensionJson(bytes: Buffer): unknown {
 
 const text = (b: Buffer) => JSON.stringify(b.toString('utf8'));
 
-/** `zrs fsdump [--json] FILE`: one line per transaction and per data record. */
+/** Size of a blob revision's file, `'missing'`, or null when no blob directory was given. */
+function blobSize(blobs: BlobDirectory | null, oid: Buffer, tid: Buffer): number | 'missing' | null {
+  if (!blobs) return null;
+  const file = blobs.blobPath(oid, tid);
+  return existsSync(file) ? statSync(file).size : 'missing';
+}
+
+/** `zrs fsdump [--json] [--blob-dir DIR] FILE`: one line per transaction and per data record. */
 export function fsdump(args: string[], out: Output): number {
-  const { flags, operands } = parseFlags(args, ['--json']);
+  const { flags, values, operands } = parseFlags(args, ['--json'], ['--blob-dir']);
+  const blobs = values['--blob-dir'] ? new BlobDirectory(values['--blob-dir']) : null;
   if (operands.length !== 1) throw new UsageError('give exactly one file');
   const json = flags.has('--json');
   const line = (o: Record<string, unknown>, human: string) => out.stdout.write(`${json ? JSON.stringify(o) : human}\n`);
@@ -77,9 +87,11 @@ export function fsdump(args: string[], out: Output): number {
             back: rec.data ? null : rec.back,
             data_txn: dataTxn ? hex8(dataTxn) : null,
             class: className(data),
+            blob: isBlobRecord(data) ? blobSize(blobs, rec.oid, rec.tid) : undefined,
           };
           const backText = rec.data ? '' : ` back=${rec.back}${dataTxn ? ` data_txn=${hex8(dataTxn)}` : ''}`;
-          line(o, `  record ${rec.offset} oid=${o.oid} size=${o.size ?? 'none'} prev=${rec.prev}${backText}${o.class ? ` class=${o.class}` : ''}`);
+          const blobText = o.blob === undefined ? '' : ` blob=${o.blob ?? 'unknown'}`;
+          line(o, `  record ${rec.offset} oid=${o.oid} size=${o.size ?? 'none'} prev=${rec.prev}${backText}${o.class ? ` class=${o.class}` : ''}${blobText}`);
         }
       }
       offset = t.next;

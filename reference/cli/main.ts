@@ -24,8 +24,8 @@ const COMMANDS: Record<string, { run: (args: string[], out: Output) => number | 
     usage: `zrs secondary --fs FILE --from ADDR [--blob-dir DIR] [--listen ADDR] [--keep-alive-delay S] [--reconnect-delay S] ${NODE_OPTIONS}`,
   },
   run: { run: runCommand, usage: `zrs run --config FILE ${NODE_OPTIONS}` },
-  fsck: { run: fsck, usage: 'zrs fsck [--json] FILE...     check FileStorage files against every validity rule' },
-  fsdump: { run: fsdump, usage: 'zrs fsdump [--json] FILE      one line per transaction and per data record' },
+  fsck: { run: fsck, usage: 'zrs fsck [--json] [--blob-dir DIR] FILE...   check FileStorage files against every validity rule' },
+  fsdump: { run: fsdump, usage: 'zrs fsdump [--json] [--blob-dir DIR] FILE   one line per transaction and per data record' },
   tid: { run: tid, usage: 'zrs tid HEX|DATE|now...       convert tids between 16 hex digits and dates' },
 };
 

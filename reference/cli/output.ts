@@ -7,15 +7,28 @@ export interface Output {
 /** The command line itself was wrong. */
 export class UsageError extends Error {}
 
-/** Splits `args` into flags (`--name`) and operands; unknown flags are a usage error. */
-export function parseFlags(args: string[], known: string[]): { flags: Set<string>; operands: string[] } {
+/**
+ * Splits `args` into flags (`--name`), options with a value (`--name VALUE`) and operands;
+ * anything unknown is a usage error.
+ */
+export function parseFlags(
+  args: string[],
+  known: string[],
+  withValue: string[] = [],
+): { flags: Set<string>; values: Record<string, string>; operands: string[] } {
   const flags = new Set<string>();
+  const values: Record<string, string> = {};
   const operands: string[] = [];
-  for (const a of args) {
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
     if (a.startsWith('--') && a.length > 2) {
-      if (!known.includes(a)) throw new UsageError(`unknown option ${a}`);
-      flags.add(a);
+      if (withValue.includes(a)) {
+        const v = args[++i];
+        if (v === undefined) throw new UsageError(`${a} needs a value`);
+        values[a] = v;
+      } else if (known.includes(a)) flags.add(a);
+      else throw new UsageError(`unknown option ${a}`);
     } else operands.push(a);
   }
-  return { flags, operands };
+  return { flags, values, operands };
 }

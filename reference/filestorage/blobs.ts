@@ -3,11 +3,15 @@
  * the file of a blob revision lives, and how a blob record is recognised.
  * @module
  */
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { ZrsError } from '../errors.ts';
 import { readPickle } from '../pickle/decoder.ts';
 import { PyGlobal } from '../pickle/values.ts';
+
+/** Prefix of the files a secondary receives blob chunks into. */
+const INCOMING = 'secondary-';
 
 /** The two layouts ZODB knows. */
 export type BlobLayout = 'bushy' | 'lawn';
@@ -19,15 +23,19 @@ export function blobRepr(id: Uint8Array): string {
   return `0x${digits || '00'}`;
 }
 
-/** A blob directory; created with the `bushy` layout when missing. */
+/** A blob directory. A writer opens it with `create`: made with the `bushy` layout when missing. */
 export class BlobDirectory {
   readonly layout: BlobLayout;
 
-  constructor(readonly dir: string) {
+  constructor(
+    readonly dir: string,
+    options: { create?: boolean } = {},
+  ) {
     this.layout = BlobDirectory.selectLayout(dir);
+    if (!options.create) return;
     mkdirSync(path.join(dir, 'tmp'), { recursive: true });
     const file = path.join(dir, '.layout');
-    if (!existsSync(file)) writeFileSync(file, this.layout);
+    if (!existsSync(file)) writeFileSync(file, this.layout); // FS-BLOB-1
   }
 
   /** The layout a directory has, or would get (FS-BLOB-2). */
@@ -58,6 +66,23 @@ export class BlobDirectory {
   /** Where incoming and temporary blob files are made (FS-BLOB-3). */
   get tmp(): string {
     return path.join(this.dir, 'tmp');
+  }
+
+  /** A new name for an incoming blob file in `tmp`. */
+  incomingPath(): string {
+    return path.join(this.tmp, `${INCOMING}${randomBytes(6).toString('hex')}.blob`);
+  }
+
+  /** Removes incoming blob files left in `tmp` by a transaction that never committed; returns how many. */
+  removeIncoming(): number {
+    let n = 0;
+    if (!existsSync(this.tmp)) return 0;
+    for (const name of readdirSync(this.tmp)) {
+      if (!name.startsWith(INCOMING)) continue;
+      rmSync(path.join(this.tmp, name), { force: true });
+      n++;
+    }
+    return n;
   }
 }
 

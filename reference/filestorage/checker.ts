@@ -4,7 +4,9 @@
  * the words ZODB's `fstest` uses where it has words for it.
  * @module
  */
-import { closeSync, fstatSync, openSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, openSync, statSync } from 'node:fs';
+import { BlobDirectory, isBlobRecord } from './blobs.ts';
+import { FileStorageReader } from './reader.ts';
 import { readAt } from './io.ts';
 import { compareTids, hex8, Z64 } from '../timestamp.ts';
 import {
@@ -41,6 +43,10 @@ export interface CheckResult {
   /** Tid of the last transaction read (z64 when none). */
   lastTid: string;
   size: number;
+  /** Blob records seen (only when blobs are checked). */
+  blobs: number;
+  /** Findings that do not make the file invalid. */
+  warnings: string[];
 }
 
 class Stop extends Error {
@@ -83,20 +89,49 @@ class RecordIndex {
   }
 }
 
-/** Checks the FileStorage file at `path`. Never throws for bad content, only for I/O errors. */
-export function checkFile(path: string): CheckResult {
+/**
+ * Checks the FileStorage file at `path`; with `blobDir`, also that every blob record has its
+ * blob file (FS-BLOB-8; an empty blob file is only a warning, since zc.zrs secondaries keep
+ * none for zero-length blobs). Never throws for bad content, only for I/O errors.
+ */
+export function checkFile(path: string, options: { blobDir?: string } = {}): CheckResult {
   const fd = openSync(path, 'r');
+  let result: CheckResult;
   try {
-    return check(fd, path);
+    result = check(fd, path);
   } finally {
     closeSync(fd);
+  }
+  if (result.ok && options.blobDir) checkBlobs(path, new BlobDirectory(options.blobDir), result);
+  return result;
+}
+
+function checkBlobs(path: string, blobs: BlobDirectory, result: CheckResult): void {
+  const r = FileStorageReader.open(path);
+  try {
+    for (const t of r.transactions()) {
+      if (t.status === Status.UNDONE) continue;
+      for (const rec of r.records(t)) {
+        if (!isBlobRecord(r.resolve(rec).data)) continue;
+        result.blobs++;
+        const file = blobs.blobPath(rec.oid, rec.tid);
+        if (!existsSync(file)) {
+          result.ok = false;
+          result.violation = { rule: 'FS-BLOB-8', offset: rec.offset, message: `${path} blob record of oid 0x${hex8(rec.oid)} at ${rec.offset} has no blob file ${file}` };
+          return;
+        }
+        if (statSync(file).size === 0) result.warnings.push(`zero-length blob file ${file} (oid 0x${hex8(rec.oid)}, tid 0x${hex8(rec.tid)})`);
+      }
+    }
+  } finally {
+    r.close();
   }
 }
 
 function check(fd: number, path: string): CheckResult {
   const size = fstatSync(fd).size;
   const read = (offset: number, length: number) => readAt(fd, offset, length);
-  const result: CheckResult = { ok: false, violation: null, magic: null, transactions: 0, records: 0, lastTid: hex8(Z64), size };
+  const result: CheckResult = { ok: false, violation: null, magic: null, transactions: 0, records: 0, lastTid: hex8(Z64), size, blobs: 0, warnings: [] };
   const fail = (rule: string, offset: number, message: string): never => {
     throw new Stop({ rule, offset, message });
   };

@@ -7,7 +7,6 @@
  */
 import { closeSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import path from 'node:path';
-import { randomBytes } from 'node:crypto';
 import { ZrsError } from '../errors.ts';
 import type { BlobDirectory } from '../filestorage/blobs.ts';
 import type { FileStorageWriter, PendingTransaction } from '../filestorage/writer.ts';
@@ -98,7 +97,7 @@ export class SecondaryApplier {
   private startBlob(m: BlobMessage): void {
     if (!this.blobDir) throw new ApplyError('ERR_NO_BLOBS', 'a blob arrived, but this secondary keeps no blobs', 'WIRE-BLOB-6');
     mkdirSync(this.blobDir.tmp, { recursive: true });
-    const tmp = path.join(this.blobDir.tmp, `secondary-${randomBytes(6).toString('hex')}.blob`);
+    const tmp = this.blobDir.incomingPath();
     const blob: IncomingBlob = { tmp, fd: openSync(tmp, 'wx'), target: this.blobDir.blobPath(m.oid, m.tid) };
     this.blobs.push(blob);
     // A blob of 0 blocks is an empty file (DEV-BLOB0-1).

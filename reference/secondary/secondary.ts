@@ -57,7 +57,10 @@ export class Secondary extends EventEmitter {
     this.writer = FileStorageWriter.open(options.fs);
     const r = this.writer.recovery;
     if (r) this.logger.log('warn', 'recovered', `damaged tail (${r.reason}) of ${r.removed} bytes saved to ${r.savedAs}`, { offset: r.truncatedAt });
-    this.blobs = options.blobDir ? new BlobDirectory(options.blobDir) : null;
+    this.blobs = options.blobDir ? new BlobDirectory(options.blobDir, { create: true }) : null;
+    // Blob chunks of a transaction that never committed (a crash) are of no use (DEV-BLOBTMP-1).
+    const stale = this.blobs?.removeIncoming() ?? 0;
+    if (stale) this.logger.log('info', 'blob-tmp', `removed ${stale} incomplete incoming blob file(s)`);
     this.applier = new SecondaryApplier(this.writer, this.blobs, this.logger);
   }
 

@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -93,5 +93,22 @@ describe('each rule, broken on purpose in a real file', () => {
     const r = checkFile(interopPath('small/Data.fs'));
     expect([r.transactions, r.records]).toEqual([20, 46]);
     expect(r.lastTid).toBe(interopJson<Manifest>('small/Data.fs.json').transaction_log.at(-1)!.tid);
+  });
+});
+
+describe('blob records and their files', () => {
+  it('[FS-BLOB-8] every blob record of the real blob storage has its file; the empty one is a warning', () => {
+    const r = checkFile(interopPath('blobs/Data.fs'), { blobDir: interopPath('blobs/blobs') });
+    expect(r.ok).toBe(true);
+    expect(r.blobs).toBe(11);
+    expect(r.warnings).toEqual([expect.stringMatching(/zero-length blob file .*0x040d453df97e9422\.blob/)]);
+  });
+
+  it('[FS-BLOB-8] a missing blob file makes the storage invalid, naming the record', () => {
+    const dir = path.join(work, 'blobs');
+    cpSync(interopPath('blobs/blobs'), dir, { recursive: true });
+    rmSync(path.join(dir, '0x00/0x00/0x00/0x00/0x00/0x00/0x00/0x03/0x040d453df97f8bdd.blob'));
+    const r = checkFile(interopPath('blobs/Data.fs'), { blobDir: dir });
+    expect(r.violation).toMatchObject({ rule: 'FS-BLOB-8', message: expect.stringMatching(/oid 0x0000000000000003 .* has no blob file/) });
   });
 });

@@ -47,6 +47,16 @@ describe('zrs', () => {
     expect(r.stdout).toMatch(/tail 17484: \d+ bytes of an incomplete transaction/);
   });
 
+  it('[FS-BLOB-8] fsck --blob-dir checks every blob file; fsdump --blob-dir shows blob sizes', () => {
+    const ok = zrs('fsck', '--blob-dir', interopPath('blobs/blobs'), interopPath('blobs/Data.fs'));
+    expect(ok.status).toBe(0);
+    expect(ok.stdout).toMatch(/11 blob records with their files/);
+    expect(ok.stdout).toMatch(/warning: zero-length blob file/);
+    const dump = zrs('fsdump', '--json', '--blob-dir', interopPath('blobs/blobs'), interopPath('blobs/Data.fs'));
+    const sizes = dump.stdout.trim().split('\n').map((l) => JSON.parse(l) as { blob?: number }).filter((l) => l.blob !== undefined).map((l) => l.blob);
+    expect(sizes).toEqual(expect.arrayContaining([0, 1, 100, 65535, 65536, 65537, 200000, 1048579]));
+  });
+
   it('tid converts both ways and refuses what is neither', () => {
     const r = zrs('tid', '03ac3a4816c925bb', '2015-01-11 19:20:05.340406');
     const [fromHex, fromDate] = r.stdout.trim().split('\n');
