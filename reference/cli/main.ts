@@ -21,7 +21,7 @@ const COMMANDS: Record<string, { run: (args: string[], out: Output) => number | 
   },
   secondary: {
     run: secondaryCommand,
-    usage: `zrs secondary --fs FILE --from ADDR [--blob-dir DIR] [--listen ADDR] [--keep-alive-delay S] [--reconnect-delay S] ${NODE_OPTIONS}`,
+    usage: `zrs secondary --fs FILE --from ADDR [--blob-dir DIR] [--listen ADDR] [--keep-alive-delay S] [--reconnect-delay S] [--sync every|group] ${NODE_OPTIONS}`,
   },
   run: { run: runCommand, usage: `zrs run --config FILE ${NODE_OPTIONS}` },
   fsck: { run: fsck, usage: 'zrs fsck [--json] [--blob-dir DIR] FILE...   check FileStorage files against every validity rule' },

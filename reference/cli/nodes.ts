@@ -129,7 +129,10 @@ export async function secondaryCommand(args: string[], _out: Output): Promise<nu
     listen: { type: 'string' },
     'keep-alive-delay': { type: 'string' },
     'reconnect-delay': { type: 'string' },
+    sync: { type: 'string' },
   });
+  const sync = v.sync ?? 'every';
+  if (sync !== 'every' && sync !== 'group') throw new UsageError(`--sync is every or group, not ${JSON.stringify(sync)}`);
   const withControl = controlMode(v);
   const secondary = await Secondary.start({
     fs: required(v, 'fs'),
@@ -138,6 +141,7 @@ export async function secondaryCommand(args: string[], _out: Output): Promise<nu
     listen: v.listen === undefined ? null : address(v, 'listen'),
     keepAliveDelay: seconds(v, 'keep-alive-delay', 0),
     reconnectDelay: seconds(v, 'reconnect-delay', 60),
+    sync,
     logger: logger(v, 'secondary'),
   });
   return serveSecondary(secondary, withControl);

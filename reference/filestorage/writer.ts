@@ -17,12 +17,13 @@ import {
   openSync,
   rmSync,
   writeSync,
+  writevSync,
 } from 'node:fs';
 import { FileFormatError, ZrsError } from '../errors.ts';
 import { compareTids, hex8, Z64 } from '../timestamp.ts';
 import { FileStorageReader } from './reader.ts';
 import {
-  encodeDataRecord,
+  encodeDataHeader,
   encodeTxnHeader,
   MAGIC_FS30,
   MAGIC_SIZE,
@@ -75,8 +76,12 @@ export class FileStorageWriter {
   private fd: number;
   private reader: FileStorageReader;
   /** Offset just past the last committed transaction. */
+  /** Offset just past the last transaction counted as committed (synced). */
   private endOffset: number;
   private last: Buffer;
+  /** Offset where the next transaction goes, and the tid of the last one finished (synced or not). */
+  private nextOffset: number;
+  private written: Buffer;
   /** oid → offset of its latest committed data record. */
   private readonly latest = new Map<bigint, number>();
   /** tid → offset of the transaction, for back pointer hints. */
@@ -91,7 +96,14 @@ export class FileStorageWriter {
     this.reader = FileStorageReader.open(path);
     this.endOffset = MAGIC_SIZE;
     this.last = Z64;
-    for (const t of this.reader.transactions()) this.index(t.offset, t.tid, t.status);
+    for (const t of this.reader.transactions()) {
+      if (t.status !== Status.UNDONE) for (const r of this.reader.records(t)) this.latest.set(oidKey(r.oid), r.offset);
+      this.txnAt.set(t.tid.readBigUInt64BE(0), t.offset);
+      this.endOffset = t.next;
+      this.last = t.tid;
+    }
+    this.nextOffset = this.endOffset;
+    this.written = this.last;
   }
 
   /**
@@ -121,18 +133,19 @@ export class FileStorageWriter {
     return this.endOffset;
   }
 
+  /** Tid of the last transaction finished, synced or not (equal to `lastTid` unless a sync is pending). */
+  get lastWritten(): Buffer {
+    return this.written;
+  }
+
+  /** @internal Offset where the next transaction goes. */
+  get next(): number {
+    return this.nextOffset;
+  }
+
   /** The magic of the file. */
   get magic(): string {
     return this.reader.magic;
-  }
-
-  private index(offset: number, tid: Buffer, status: string): void {
-    const s = this.reader.scan(offset);
-    if (s.kind !== 'transaction') throw new FileFormatError('ERR_FS_INTERNAL', 'committed transaction not readable', offset);
-    if (status !== Status.UNDONE) for (const r of this.reader.records(s.txn)) this.latest.set(oidKey(r.oid), r.offset);
-    this.txnAt.set(tid.readBigUInt64BE(0), offset);
-    this.endOffset = s.txn.next;
-    this.last = tid;
   }
 
   /**
@@ -143,10 +156,10 @@ export class FileStorageWriter {
     if (this.fd < 0) throw new ZrsError('ERR_FS_CLOSED', 'the storage is closed');
     if (this.open) throw new ZrsError('ERR_FS_BUSY', 'a transaction is already in progress');
     if (meta.tid.length !== 8) throw new ZrsError('ERR_FS_TID', 'a tid has 8 bytes');
-    if (compareTids(meta.tid, this.last) <= 0) {
+    if (compareTids(meta.tid, this.written) <= 0) {
       throw new ZrsError(
         'ERR_FS_TID_ORDER',
-        `transaction ${hex8(meta.tid)} is not later than the last one, ${hex8(this.last)}`,
+        `transaction ${hex8(meta.tid)} is not later than the last one, ${hex8(this.written)}`,
         'FS-TID-2',
       );
     }
@@ -224,24 +237,43 @@ export class FileStorageWriter {
     return 0;
   }
 
-  /** @internal Writes bytes at an offset, all of them. */
-  writeAt(bytes: Uint8Array, offset: number): void {
-    let done = 0;
-    while (done < bytes.length) done += writeSync(this.fd, bytes, done, bytes.length - done, offset + done);
+  /** @internal Writes buffers at an offset, all of them, with vectored writes. */
+  writeAt(buffers: Uint8Array[], offset: number): void {
+    let pending = buffers.filter((b) => b.length > 0);
+    let at = offset;
+    while (pending.length) {
+      let n = writevSync(this.fd, pending.slice(0, 1024), at);
+      at += n;
+      while (pending.length && n >= pending[0]!.length) n -= pending.shift()!.length;
+      if (n > 0) pending[0] = pending[0]!.subarray(n);
+    }
   }
 
-  /** @internal Makes the voted transaction at `tpos` committed. */
-  finished(t: PendingTransaction, tpos: number, status: string): void {
-    this.writeAt(Buffer.from(status, 'latin1'), tpos + 16);
-    fsyncSync(this.fd);
+  /** @internal Makes the voted transaction at `tpos` final: status byte, then (unless deferred) fsync. */
+  finished(tpos: number, next: number, meta: TxnMeta, placed: { oid: bigint; offset: number }[], sync: boolean): void {
+    this.writeAt([Buffer.from(meta.status, 'latin1')], tpos + 16);
     this.open = null;
-    this.index(tpos, Buffer.from(t.meta.tid), status);
+    const tid = Buffer.from(meta.tid);
+    for (const r of placed) this.latest.set(r.oid, r.offset);
+    this.txnAt.set(tid.readBigUInt64BE(0), tpos);
+    this.nextOffset = next;
+    this.written = tid;
+    if (sync) this.sync();
+  }
+
+  /** Fsyncs what was finished without a sync, then counts it as committed; false when there was nothing. */
+  sync(): boolean {
+    if (this.nextOffset === this.endOffset) return false;
+    fsyncSync(this.fd);
+    this.endOffset = this.nextOffset;
+    this.last = this.written;
+    return true;
   }
 
   /** @internal Abandons the transaction, cutting back anything it wrote. */
   aborted(voted: boolean): void {
     if (voted) {
-      ftruncateSync(this.fd, this.endOffset);
+      ftruncateSync(this.fd, this.nextOffset);
       fsyncSync(this.fd);
     }
     this.open = null;
@@ -249,6 +281,7 @@ export class FileStorageWriter {
 
   close(): void {
     if (this.open) this.open.abort();
+    if (this.fd >= 0) this.sync();
     if (this.fd >= 0) closeSync(this.fd);
     this.reader.close();
     this.fd = -1;
@@ -257,8 +290,10 @@ export class FileStorageWriter {
 
 /** A transaction between `begin` and `finish` or `abort`. */
 export class PendingTransaction {
-  private readonly parts: Buffer[] = [];
+  /** Record headers and data (or back pointers), written with one vectored write at the vote. */
+  private readonly parts: Uint8Array[] = [];
   private length = 0;
+  private readonly placed: { oid: bigint; offset: number }[] = [];
   private state: 'open' | 'voted' | 'done' = 'open';
   private readonly headerLength: number;
   private readonly tpos: number;
@@ -268,25 +303,20 @@ export class PendingTransaction {
     readonly meta: TxnMeta,
   ) {
     this.headerLength = TXN_HEADER_SIZE + meta.user.length + meta.description.length + meta.extension.length;
-    this.tpos = writer.end;
+    this.tpos = writer.next;
   }
 
-  /** Adds a data record (or a back pointer, when the hint matches). */
+  /** Adds a data record (or a back pointer, when the hint matches). The data is not copied. */
   restore(r: RecordToWrite): void {
     if (this.state !== 'open') throw new ZrsError('ERR_FS_TXN_STATE', `cannot add a record to a ${this.state} transaction`);
     if (r.oid.length !== 8 || r.serial.length !== 8) throw new ZrsError('ERR_FS_OID', 'oids and serials have 8 bytes');
     const { prev, back } = this.writer.placeRecord(r);
-    const record = encodeDataRecord({
-      oid: Buffer.from(r.oid),
-      tid: Buffer.from(r.serial),
-      prev,
-      tloc: this.tpos,
-      vlen: 0,
-      data: back ? null : r.data && r.data.length ? Buffer.from(r.data) : null,
-      back,
-    });
-    this.parts.push(record);
-    this.length += record.length;
+    const data = back || !r.data || r.data.length === 0 ? null : r.data;
+    const header = encodeDataHeader({ oid: Buffer.from(r.oid), tid: Buffer.from(r.serial), prev, tloc: this.tpos, vlen: 0, plen: data ? data.length : 0 });
+    const body = data ?? backPointer(back);
+    this.placed.push({ oid: oidKey(r.oid), offset: this.tpos + this.headerLength + this.length });
+    this.parts.push(header, body);
+    this.length += header.length + body.length;
   }
 
   /** Writes the whole record with status `c` at the end of the file (FS-COMMIT-1). */
@@ -303,21 +333,24 @@ export class PendingTransaction {
     });
     const trailer = Buffer.alloc(TRAILER_SIZE);
     trailer.writeBigUInt64BE(BigInt(tlen));
-    const bytes = Buffer.concat([header, this.meta.user, this.meta.description, this.meta.extension, ...this.parts, trailer]);
     this.state = 'voted';
     try {
-      this.writer.writeAt(bytes, this.tpos);
+      this.writer.writeAt([header, this.meta.user, this.meta.description, this.meta.extension, ...this.parts, trailer], this.tpos);
     } catch (e) {
       this.abort();
       throw e;
     }
   }
 
-  /** Overwrites the status byte and syncs (FS-COMMIT-2); returns the transaction's offset. */
-  finish(): number {
+  /**
+   * Overwrites the status byte and syncs (FS-COMMIT-2); returns the transaction's offset.
+   * With `sync: false` the fsync (and so the counting as committed) is left to the next
+   * {@link FileStorageWriter.sync}, which may then cover several transactions (FS-COMMIT-7).
+   */
+  finish(options: { sync?: boolean } = {}): number {
     if (this.state !== 'voted') throw new ZrsError('ERR_FS_TXN_STATE', `cannot finish a ${this.state} transaction`);
     this.state = 'done';
-    this.writer.finished(this, this.tpos, this.meta.status);
+    this.writer.finished(this.tpos, this.tpos + this.headerLength + this.length + TRAILER_SIZE, this.meta, this.placed, options.sync ?? true);
     return this.tpos;
   }
 
@@ -328,6 +361,12 @@ export class PendingTransaction {
     this.state = 'done';
     this.writer.aborted(voted);
   }
+}
+
+function backPointer(back: number): Buffer {
+  const b = Buffer.alloc(8);
+  b.writeBigUInt64BE(BigInt(back));
+  return b;
 }
 
 /** Finds a damaged tail (spec/file-format.md §6), saves it and cuts it off. */

@@ -35,6 +35,8 @@ export class SecondaryApplier {
     private readonly writer: FileStorageWriter,
     private readonly blobDir: BlobDirectory | null,
     private readonly logger: Logger,
+    /** Leave the fsync of each commit to the caller's `writer.sync()` (group commit, FS-COMMIT-7). */
+    private readonly deferSync = false,
   ) {}
 
   /** True while a transaction is open. */
@@ -42,7 +44,7 @@ export class SecondaryApplier {
     return this.txn !== null;
   }
 
-  /** Applies one event; returns the tid when it committed a transaction. */
+  /** Applies one event; returns the tid when it committed (or, deferring syncs, finished) a transaction. */
   apply(e: StreamEvent): Buffer | null {
     switch (e.kind) {
       case 'begin':
@@ -74,10 +76,10 @@ export class SecondaryApplier {
     if (m.status === 'c' || m.status === 'u') {
       throw new ApplyError('ERR_STATUS', `a transaction cannot arrive with status ${JSON.stringify(m.status)}`, 'DEV-STATUS-2');
     }
-    if (compareTids(m.tid, this.writer.lastTid) <= 0) {
+    if (compareTids(m.tid, this.writer.lastWritten) <= 0) {
       throw new ApplyError(
         'ERR_DIVERGED',
-        `diverged from the primary: it sent ${hex8(m.tid)}, not later than this file's last transaction ${hex8(this.writer.lastTid)}`,
+        `diverged from the primary: it sent ${hex8(m.tid)}, not later than this file's last transaction ${hex8(this.writer.lastWritten)}`,
         'DEV-TIDORDER-1',
       );
     }
@@ -118,7 +120,7 @@ export class SecondaryApplier {
       renameSync(b.tmp, b.target); // in place before the commit is final (FS-BLOB-8)
     }
     this.blobs = [];
-    txn.finish();
+    txn.finish({ sync: !this.deferSync });
     this.txn = null;
     this.begun = null;
     return tid;

@@ -34,6 +34,12 @@ export interface SecondaryOptions {
   reconnectDelay?: number;
   /** Also serve the replicated file to downstream secondaries here. */
   listen?: Address | null;
+  /**
+   * `every` (the default, as ZODB): fsync each transaction before counting it as committed.
+   * `group`: when transactions arrive back to back (a catch-up), finish them and share one
+   * fsync among them, counting them as committed only after it (FS-COMMIT-7).
+   */
+  sync?: 'every' | 'group';
   logger?: Logger;
 }
 
@@ -47,6 +53,8 @@ export class Secondary extends EventEmitter {
   private keepAliveTimer: NodeJS.Timeout | null = null;
   private closed = false;
   private downstream: Primary | null = null;
+  private unsynced: Buffer[] = [];
+  private flushTimer: NodeJS.Immediate | null = null;
   readonly logger: Logger;
   /** Transactions applied since start. */
   appliedTransactions = 0;
@@ -61,7 +69,7 @@ export class Secondary extends EventEmitter {
     // Blob chunks of a transaction that never committed (a crash) are of no use (DEV-BLOBTMP-1).
     const stale = this.blobs?.removeIncoming() ?? 0;
     if (stale) this.logger.log('info', 'blob-tmp', `removed ${stale} incomplete incoming blob file(s)`);
-    this.applier = new SecondaryApplier(this.writer, this.blobs, this.logger);
+    this.applier = new SecondaryApplier(this.writer, this.blobs, this.logger, options.sync === 'group');
   }
 
   /** Opens (and recovers) the file, starts serving downstream if asked, and connects. */
@@ -127,7 +135,7 @@ export class Secondary extends EventEmitter {
           const event = stream.push(frame);
           if (!event) continue;
           const tid = this.applier.apply(event);
-          if (tid) this.committed(tid);
+          if (tid) this.finished(tid);
         }
       } catch (e) {
         if (!(e instanceof ZrsError)) throw e;
@@ -145,6 +153,7 @@ export class Secondary extends EventEmitter {
     socket.on('close', () => {
       this.stopKeepAlive();
       if (this.applier.inTransaction) this.applier.abort(); // WIRE-CLOSE-6
+      this.flush();
       if (this.socket === socket) this.socket = null;
       const reason = failure ?? 'connection closed by the primary';
       this.emit('disconnected', reason);
@@ -158,11 +167,30 @@ export class Secondary extends EventEmitter {
     });
   }
 
-  private committed(tid: Buffer): void {
-    this.appliedTransactions++;
+  /** A transaction was finished: committed now, or (group commit) at the next flush. */
+  private finished(tid: Buffer): void {
+    if (this.options.sync !== 'group') return this.committed([tid]);
+    this.unsynced.push(tid);
+    if (this.unsynced.length >= 1000) return this.flush();
+    this.flushTimer ??= setImmediate(() => this.flush());
+  }
+
+  /** One fsync for the transactions finished since the last one; then they count as committed. */
+  private flush(): void {
+    if (this.flushTimer) clearImmediate(this.flushTimer);
+    this.flushTimer = null;
+    if (!this.unsynced.length) return;
+    this.writer.sync();
+    this.committed(this.unsynced.splice(0));
+  }
+
+  private committed(tids: Buffer[]): void {
+    this.appliedTransactions += tids.length;
     this.downstream?.notify();
-    this.logger.log('debug', 'committed', `committed ${hex8(tid)}`);
-    this.emit('committed', tid);
+    for (const tid of tids) {
+      this.logger.log('debug', 'committed', `committed ${hex8(tid)}`);
+      this.emit('committed', tid);
+    }
   }
 
   /** Keep-alives: the first one a full delay after the handshake, then every delay (WIRE-KA-2). */
@@ -195,6 +223,7 @@ export class Secondary extends EventEmitter {
     }
     this.stopKeepAlive();
     this.applier.abort();
+    this.flush();
     await this.downstream?.close();
     this.writer.close();
   }

@@ -105,14 +105,15 @@ describe('zrs primary and zrs secondary', () => {
     await s.request('shutdown');
   });
 
-  it('[FS-RECOVER-1] [DEV-RESUME-1] kill -9 of the secondary while it catches up, then a restart: nothing lost, nothing twice', async () => {
+  it('[FS-RECOVER-1] [DEV-RESUME-1] [FS-COMMIT-7] kill -9 of the secondary while it catches up (fsync each transaction, or group commit), then a restart: nothing lost, nothing twice', async () => {
     const p = await start(['primary', '--fs', ws.file('p.fs'), '--listen', '127.0.0.1:0']);
     let last = '';
     for (let i = 0; i < 100; i++) last = await commit(p, 5, 40_000, i);
     const sf = ws.file('s.fs');
     const resumedFrom: string[] = [];
-    for (const delay of [20, 60, 120]) {
-      const s = await start(['secondary', '--fs', sf, '--from', p.ready.listen as string, '--reconnect-delay', '0.1']);
+    for (const [i, delay] of [20, 60, 120].entries()) {
+      const sync = i % 2 ? ['--sync', 'group'] : []; // both durability policies recover the same way
+      const s = await start(['secondary', '--fs', sf, '--from', p.ready.listen as string, '--reconnect-delay', '0.1', ...sync]);
       resumedFrom.push(s.ready.lastTid as string);
       await new Promise((r) => setTimeout(r, delay));
       await s.kill('SIGKILL');

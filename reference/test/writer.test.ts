@@ -10,7 +10,7 @@ import { FileStorageWriter, type RecordToWrite, type TxnMeta } from '../filestor
 import { FrameDecoder, PRIMARY_RECEIVE_LIMIT } from '../framing.ts';
 import { dumpExtension } from '../pickle/encoder.ts';
 import { StreamDecoder } from '../stream.ts';
-import { hex8, tidFromString } from '../timestamp.ts';
+import { hex8, laterThan, tidFromString } from '../timestamp.ts';
 import { fileContent } from './helpers.ts';
 import { interopFile, interopPath } from './interop.ts';
 
@@ -200,6 +200,53 @@ describe('undo', () => {
     expect(() => w.undoRecords(t1!, t3!)).toThrow(/modified by a later transaction/);
     expect(() => w.undoRecords(t3!, t3!)).toThrow(/no transaction/);
     w.close();
+  });
+});
+
+describe('group commit (FS-COMMIT-7)', () => {
+  it('[FS-COMMIT-7] transactions finished without sync count as committed only after the shared fsync', () => {
+    const file = fresh();
+    const w = FileStorageWriter.open(file);
+    const tids = ['09:00', '09:01', '09:02'].map((m) => tidFromString(`2026-11-26 ${m}:00`));
+    for (const tid of tids) {
+      const t = w.begin({ tid, status: ' ', user: Buffer.alloc(0), description: Buffer.alloc(0), extension: Buffer.alloc(0) });
+      t.restore({ oid: oid(1), serial: tid, data: Buffer.from(hex8(tid)) });
+      t.vote();
+      t.finish({ sync: false });
+    }
+    expect(hex8(w.lastTid)).toBe(hex8(Buffer.alloc(8)));
+    expect(hex8(w.lastWritten)).toBe(hex8(tids[2]!));
+    expect(w.sync()).toBe(true);
+    expect(hex8(w.lastTid)).toBe(hex8(tids[2]!));
+    w.close();
+    expect(fileContent(file)).toHaveLength(3);
+  });
+
+  it('[FS-COMMIT-7] [FS-RECOVER-1] a crash at any byte of a group leaves, after recovery, a prefix of whole transactions', () => {
+    const file = fresh();
+    const w = FileStorageWriter.open(file);
+    const ends: number[] = [4];
+    let tid = tidFromString('2026-11-26 09:00:00');
+    for (let i = 0; i < 4; i++) {
+      tid = laterThan(tid, tid);
+      const t = w.begin({ tid, status: ' ', user: Buffer.alloc(0), description: Buffer.from(`t${i}`), extension: Buffer.alloc(0) });
+      t.restore({ oid: oid(i % 2), serial: tid, data: Buffer.alloc(50 + i, i) });
+      t.vote();
+      t.finish({ sync: false });
+      ends.push(w.next);
+    }
+    w.close();
+    const whole = readFileSync(file);
+    for (let cut = 4; cut <= whole.length; cut++) {
+      const f = fresh();
+      writeFileSync(f, whole.subarray(0, cut));
+      const r = FileStorageWriter.open(f);
+      const kept = ends.filter((e) => e <= cut).length - 1;
+      expect(r.end).toBe(ends[kept]);
+      r.close();
+      expect(checkFile(f).ok).toBe(true);
+      expect(fileContent(f)).toHaveLength(kept);
+    }
   });
 });
 
