@@ -8,11 +8,12 @@
 import { ZrsError } from '../errors.ts';
 import { fsck } from './fsck.ts';
 import { fsdump } from './fsdump.ts';
+import { lag } from './lag.ts';
 import { primaryCommand, runCommand, secondaryCommand } from './nodes.ts';
 import { type Output, UsageError } from './output.ts';
 import { tid } from './tid.ts';
 
-const NODE_OPTIONS = '[--control stdio] [--log-format text|json] [--log-level L]';
+const NODE_OPTIONS = '[--status-listen ADDR] [--control stdio] [--log-format text|json] [--log-level L]';
 
 const COMMANDS: Record<string, { run: (args: string[], out: Output) => number | Promise<number>; usage: string }> = {
   primary: {
@@ -24,6 +25,7 @@ const COMMANDS: Record<string, { run: (args: string[], out: Output) => number | 
     usage: `zrs secondary --fs FILE --from ADDR [--blob-dir DIR] [--listen ADDR] [--keep-alive-delay S] [--reconnect-delay S] [--sync every|group] ${NODE_OPTIONS}`,
   },
   run: { run: runCommand, usage: `zrs run --config FILE ${NODE_OPTIONS}` },
+  lag: { run: lag, usage: 'zrs lag [-w S] [-e S] [-m] PRIMARY SECONDARY   lag of a secondary (status address or file), nagios-style' },
   fsck: { run: fsck, usage: 'zrs fsck [--json] [--blob-dir DIR] FILE...   check FileStorage files against every validity rule' },
   fsdump: { run: fsdump, usage: 'zrs fsdump [--json] [--blob-dir DIR] FILE   one line per transaction and per data record' },
   tid: { run: tid, usage: 'zrs tid HEX|DATE|now...       convert tids between 16 hex digits and dates' },

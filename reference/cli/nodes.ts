@@ -6,7 +6,8 @@
  */
 import { parseArgs } from 'node:util';
 import { type Address, formatAddress, parseAddress } from '../net/address.ts';
-import { type Level, streamLogger } from '../net/log.ts';
+import { type Level, type Logger, streamLogger } from '../net/log.ts';
+import { type NodeStatus, serveStatus } from '../net/status.ts';
 import { Primary } from '../primary/primary.ts';
 import { Secondary } from '../secondary/secondary.ts';
 import { hex8 } from '../timestamp.ts';
@@ -18,6 +19,7 @@ type OptionSpec = Record<string, { type: 'string' | 'boolean'; default?: string 
 
 const COMMON: OptionSpec = {
   control: { type: 'string' },
+  'status-listen': { type: 'string' },
   'log-format': { type: 'string', default: 'text' },
   'log-level': { type: 'string', default: 'info' },
 };
@@ -66,6 +68,15 @@ function controlMode(v: Record<string, string | boolean | undefined>): boolean {
   return true;
 }
 
+/** Starts the status server of `--status-listen`, if asked; its address goes into the ready event. */
+async function statusServer(v: Record<string, string | boolean | undefined>, status: () => NodeStatus, log: Logger): Promise<{ address: string | null; close: () => Promise<void> }> {
+  if (v['status-listen'] === undefined) return { address: null, close: async () => undefined };
+  const s = await serveStatus(address(v, 'status-listen'), status);
+  const text = formatAddress(s.address);
+  log.log('info', 'status-listening', 'serving /status and /metrics', { address: text });
+  return { address: text, close: s.close };
+}
+
 /** Runs a node until it is told to stop; resolves with the exit status. */
 async function serve(target: ControlTarget, withControl: boolean, ready: Record<string, string | null>, onCommit?: (f: (tid: Buffer) => void) => void): Promise<number> {
   let stop!: () => void;
@@ -98,14 +109,23 @@ export async function primaryCommand(args: string[], _out: Output): Promise<numb
   });
   const withControl = controlMode(v);
   const timeout = seconds(v, 'shutdown-timeout', 60);
+  const log = logger(v, 'primary');
   const primary = await Primary.start({
     fs: required(v, 'fs'),
     listen: address(v, 'listen'),
     blobDir: (v['blob-dir'] as string | undefined) ?? null,
     mode: v.follow ? 'follow' : 'own',
-    logger: logger(v, 'primary'),
+    logger: log,
   });
-  return serve(primaryTarget(primary, timeout), withControl, { listen: formatAddress(primary.address) });
+  return servePrimary(primary, v, log, timeout, withControl);
+}
+
+async function servePrimary(primary: Primary, v: Record<string, string | boolean | undefined>, log: Logger, timeout: number, withControl: boolean): Promise<number> {
+  const status = await statusServer(v, () => primary.status(), log);
+  const target = primaryTarget(primary, timeout);
+  const shutdown = target.shutdown;
+  target.shutdown = async () => (await status.close(), await shutdown());
+  return serve(target, withControl, { listen: formatAddress(primary.address), status: status.address });
 }
 
 function primaryTarget(primary: Primary, timeout: number): ControlTarget {
@@ -144,15 +164,16 @@ export async function secondaryCommand(args: string[], _out: Output): Promise<nu
     sync,
     logger: logger(v, 'secondary'),
   });
-  return serveSecondary(secondary, withControl);
+  return serveSecondary(secondary, v, withControl);
 }
 
-function serveSecondary(secondary: Secondary, withControl: boolean): Promise<number> {
+async function serveSecondary(secondary: Secondary, v: Record<string, string | boolean | undefined>, withControl: boolean): Promise<number> {
   const listen = secondary.primary ? formatAddress(secondary.primary.address) : null;
+  const status = await statusServer(v, () => secondary.status(), secondary.logger);
   return serve(
-    { role: 'secondary', lastTid: () => secondary.lastTid, shutdown: () => secondary.close() },
+    { role: 'secondary', lastTid: () => secondary.lastTid, shutdown: async () => (await status.close(), await secondary.close()) },
     withControl,
-    { listen, from: formatAddress(secondary.options.from) },
+    { listen, from: formatAddress(secondary.options.from), status: status.address },
     (emit) => secondary.on('committed', emit),
   );
 }
@@ -165,7 +186,7 @@ export async function runCommand(args: string[], _out: Output): Promise<number> 
   const log = logger(v, config.replicateFrom ? 'secondary' : 'primary');
   if (!config.replicateFrom) {
     const primary = await Primary.start({ fs: config.fs, listen: config.replicateTo!, blobDir: config.blobDir, logger: log });
-    return serve(primaryTarget(primary, seconds(v, 'shutdown-timeout', 60)), withControl, { listen: formatAddress(primary.address) });
+    return servePrimary(primary, v, log, seconds(v, 'shutdown-timeout', 60), withControl);
   }
   const secondary = await Secondary.start({
     fs: config.fs,
@@ -175,5 +196,5 @@ export async function runCommand(args: string[], _out: Output): Promise<number> 
     keepAliveDelay: config.keepAliveDelay,
     logger: log,
   });
-  return serveSecondary(secondary, withControl);
+  return serveSecondary(secondary, v, withControl);
 }

@@ -45,6 +45,14 @@ export class FileFollower {
     return this.offset !== null;
   }
 
+  /** Committed transactions in the file not returned yet (those this stream still has to send). */
+  pending(): number {
+    if (this.offset === null) return 0;
+    let n = 0;
+    for (const t of this.reader.transactions(this.offset)) if (t.status !== Status.UNDONE) n++;
+    return n;
+  }
+
   /** Tid of the last transaction returned, or the start tid before the first. */
   get lastTid(): Buffer {
     return this.last;

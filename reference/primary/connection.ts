@@ -103,6 +103,16 @@ export class PrimaryConnection {
     }
   }
 
+  /** What this stream has sent and still has to send, for status reports. */
+  progress(): { lastSentTid: Buffer | null; pendingTransactions: number; bytesSent: number } {
+    const f = this.follower;
+    return {
+      lastSentTid: this.sentTransactions ? (f?.lastTid ?? null) : null,
+      pendingTransactions: f ? f.pending() : 0,
+      bytesSent: this.socket.bytesWritten,
+    };
+  }
+
   /** Bytes written to the socket and not yet taken by the kernel (bounded by back-pressure). */
   get bufferedBytes(): number {
     return this.socket.writableLength;

@@ -17,6 +17,7 @@ import { FileStorageReader } from '../filestorage/reader.ts';
 import { FileStorageWriter, type RecordToWrite, type TxnMeta } from '../filestorage/writer.ts';
 import { type Address, formatAddress } from '../net/address.ts';
 import { type Logger, silentLogger } from '../net/log.ts';
+import { lagSeconds, nodeStatus, type NodeStatus, type PeerStatus } from '../net/status.ts';
 import { dumpExtension } from '../pickle/encoder.ts';
 import { PyDict } from '../pickle/values.ts';
 import { hex8, laterThan, tidFromUnixMillis, Z64 } from '../timestamp.ts';
@@ -145,6 +146,30 @@ export class Primary {
     }
     this.poller = setInterval(() => this.signal.notify(), interval);
     this.poller.unref();
+  }
+
+  /** Each connected secondary: what it was sent and how far behind it is. */
+  peers(): PeerStatus[] {
+    const last = this.lastTid;
+    return [...this.connections].map((c) => {
+      const p = c.progress();
+      return {
+        peer: c.peer,
+        direction: 'downstream' as const,
+        connected: true,
+        startTid: c.startTid ? hex8(c.startTid) : null,
+        lastTid: p.lastSentTid ? hex8(p.lastSentTid) : null,
+        transactions: c.sentTransactions,
+        bytes: p.bytesSent,
+        lagSeconds: lagSeconds(last, p.lastSentTid ?? c.startTid),
+        lagTransactions: p.pendingTransactions,
+      };
+    });
+  }
+
+  /** The status document of `--status-listen`. */
+  status(): NodeStatus {
+    return nodeStatus('primary', this.lastTid, this.peers());
   }
 
   /** Tells the streams that the file may have grown (chained mode). */

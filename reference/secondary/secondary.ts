@@ -13,6 +13,7 @@ import { FileStorageWriter } from '../filestorage/writer.ts';
 import { encodeFrame, FrameDecoder } from '../framing.ts';
 import { type Address, formatAddress, sameAddress } from '../net/address.ts';
 import { type Logger, silentLogger } from '../net/log.ts';
+import { nodeStatus, type NodeStatus, type PeerStatus } from '../net/status.ts';
 import { Primary } from '../primary/primary.ts';
 import { StreamDecoder } from '../stream.ts';
 import { hex8, tidToString } from '../timestamp.ts';
@@ -54,6 +55,9 @@ export class Secondary extends EventEmitter {
   private closed = false;
   private downstream: Primary | null = null;
   private unsynced: Buffer[] = [];
+  /** Start tid of the current connection, and bytes received on earlier ones. */
+  private connectedFrom: Buffer | null = null;
+  private bytesReceived = 0;
   private flushTimer: NodeJS.Immediate | null = null;
   readonly logger: Logger;
   /** Transactions applied since start. */
@@ -100,6 +104,20 @@ export class Secondary extends EventEmitter {
     return this.downstream;
   }
 
+  /** The status document of `--status-listen`: the upstream connection, and downstream ones when chained. */
+  status(): NodeStatus {
+    const upstream: PeerStatus = {
+      peer: formatAddress(this.options.from),
+      direction: 'upstream',
+      connected: this.connected,
+      startTid: this.connectedFrom ? hex8(this.connectedFrom) : null,
+      lastTid: hex8(this.lastTid),
+      transactions: this.appliedTransactions,
+      bytes: this.bytesReceived + (this.socket?.bytesRead ?? 0),
+    };
+    return nodeStatus(this.downstream ? 'chained' : 'secondary', this.lastTid, [upstream, ...(this.downstream?.peers() ?? [])]);
+  }
+
   /** True while connected to the primary. */
   get connected(): boolean {
     return this.socket !== null && !this.socket.connecting && !this.socket.destroyed;
@@ -123,6 +141,7 @@ export class Secondary extends EventEmitter {
       // Both handshake frames at once, before anything else (WIRE-HS-1, WIRE-KA-4).
       socket.write(Buffer.concat([encodeFrame(Buffer.from(protocol)), encodeFrame(start)]));
       stream = new StreamDecoder(start);
+      this.connectedFrom = start;
       this.startKeepAlive(socket);
       this.logger.log('info', 'connected', `replicating from ${hex8(start)} (${tidToString(start)})`, { peer, protocol });
       this.emit('connected');
@@ -155,6 +174,8 @@ export class Secondary extends EventEmitter {
       if (this.applier.inTransaction) this.applier.abort(); // WIRE-CLOSE-6
       this.flush();
       if (this.socket === socket) this.socket = null;
+      this.bytesReceived += socket.bytesRead;
+      this.connectedFrom = null;
       const reason = failure ?? 'connection closed by the primary';
       this.emit('disconnected', reason);
       if (this.closed) return;
