@@ -11,7 +11,7 @@
  * @module
  */
 import { MessageError, PickleError } from './errors.ts';
-import { loadPickle } from './pickle/decoder.ts';
+import { readPickle } from './pickle/decoder.ts';
 import { dumpPickle } from './pickle/encoder.ts';
 import { isInert, type PickleValue, PyDict, PyTuple } from './pickle/values.ts';
 
@@ -79,9 +79,11 @@ export function encodeMessage(m: Message): Buffer {
  * bytes. A class reference or call anywhere outside the extension dict is refused.
  */
 export function decodeMessage(payload: Uint8Array): Message {
-  const top = loadPickle(payload);
+  const { value: top, end, leftover } = readPickle(payload);
+  if (end !== payload.length) throw new PickleError('ERR_PICKLE_TRAILING', `${payload.length - end} bytes after STOP`, end, 'WIRE-PICKLE-10');
+  if (leftover) throw new PickleError('ERR_PICKLE_LEFTOVER', `${leftover} item(s) or mark(s) left on the stack at STOP`, end - 1, 'WIRE-PICKLE-10');
   const shape = (what: string): never => {
-    throw new MessageError('ERR_MESSAGE_SHAPE', `not a ZRS control message: ${what}`);
+    throw new MessageError('ERR_MESSAGE_SHAPE', `not a ZRS control message: ${what}`, 'WIRE-MSG-5');
   };
   if (!(top instanceof PyTuple) || top.items.length !== 2) return shape('expected a (type, payload) tuple');
   const [typeValue, body] = top.items as [PickleValue, PickleValue];
@@ -128,14 +130,14 @@ export function decodeMessage(payload: Uint8Array): Message {
       arity(1);
       return { type, checksum: asBytes(f[0]!, 'checksum', 16) };
     default:
-      throw new MessageError('ERR_MESSAGE_TYPE', `unknown message type ${JSON.stringify(type)}`);
+      throw new MessageError('ERR_MESSAGE_TYPE', `unknown message type ${JSON.stringify(type)}`, 'WIRE-MSG-4');
   }
 }
 
 function refuseInert(v: PickleValue, field: string): void {
   if (isInert(v)) {
     const where = 'module' in v ? ` ${v.module}.${v.name}` : '';
-    throw new PickleError('ERR_PICKLE_GLOBAL', `${field}: object${where} is not allowed in a message`, v.offset);
+    throw new PickleError('ERR_PICKLE_GLOBAL', `${field}: object${where} is not allowed in a message`, v.offset, 'WIRE-PICKLE-5');
   }
 }
 

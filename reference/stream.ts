@@ -87,20 +87,20 @@ export class StreamDecoder {
   private control(m: Message): StreamEvent | null {
     switch (m.type) {
       case 'T':
-        if (this.open) throw new StreamError('ERR_STREAM_NESTED', 'T received inside an open transaction');
+        if (this.open) throw new StreamError('ERR_STREAM_NESTED', 'T received inside an open transaction', 'WIRE-TXN-11');
         this.open = m;
         return { kind: 'begin', message: m };
       case 'S':
       case 'B':
-        if (!this.open) throw new StreamError('ERR_STREAM_NO_TXN', `${m.type} received outside a transaction`);
+        if (!this.open) throw new StreamError('ERR_STREAM_NO_TXN', `${m.type} received outside a transaction`, 'DEV-SEQ-1');
         this.expect = { next: 'data', message: m };
         return null;
       case 'C': {
-        if (!this.open) throw new StreamError('ERR_STREAM_NO_TXN', 'C received outside a transaction');
+        if (!this.open) throw new StreamError('ERR_STREAM_NO_TXN', 'C received outside a transaction', 'WIRE-TXN-11');
         const digest = this.sum.digest();
         if (this.check && (m.checksum === null || !digest.equals(m.checksum))) {
           const got = m.checksum === null ? 'none' : Buffer.from(m.checksum).toString('hex');
-          throw new StreamError('ERR_CHECKSUM', `bad checksum: received ${got}, computed ${digest.toString('hex')}`);
+          throw new StreamError('ERR_CHECKSUM', `bad checksum: received ${got}, computed ${digest.toString('hex')}`, m.checksum === null ? 'WIRE-SUM-9' : 'WIRE-SUM-6');
         }
         this.open = null;
         return { kind: 'commit', message: m, digest };

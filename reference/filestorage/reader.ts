@@ -29,7 +29,7 @@ import {
 /** A start tid later than every transaction a primary could send. */
 export class TidTooHighError extends ZrsError {
   constructor(tid: Uint8Array, why: string) {
-    super('ERR_TID_TOO_HIGH', `start tid ${hex8(tid)} is too high: ${why}`);
+    super('ERR_TID_TOO_HIGH', `start tid ${hex8(tid)} is too high: ${why}`, 'WIRE-POS-3');
   }
 }
 
@@ -83,7 +83,7 @@ export class FileStorageReader {
     try {
       const head = readAt(fd, 0, MAGIC_SIZE);
       const magic = head.toString('latin1');
-      if (head.length === 0) throw new FileFormatError('ERR_FS_EMPTY', 'empty file', 0, 'FS-CHECK-3');
+      if (head.length === 0) throw new FileFormatError('ERR_FS_EMPTY', 'empty file', 0, 'FS-CHECK-2');
       if (magic !== MAGIC_FS30 && magic !== MAGIC_FS21) {
         throw new FileFormatError('ERR_FS_MAGIC', `invalid file header ${JSON.stringify(magic)}`, 0, 'FS-CHECK-3');
       }

@@ -407,7 +407,12 @@ function recover(path: string, fd: number): Recovery | null {
         reason = 'checkpoint';
         break;
       }
-      for (const _ of reader.records(s.txn)); // whole records must be sound (FS-RECOVER-6)
+      // whole records must be sound (FS-RECOVER-6): the reader checks their extent, we their tloc
+      for (const rec of reader.records(s.txn)) {
+        if (rec.tloc !== s.txn.offset) {
+          throw new FileFormatError('ERR_FS_TLOC', `data record's tloc ${rec.tloc} is not its transaction's offset ${s.txn.offset}`, rec.offset, 'FS-RECOVER-6');
+        }
+      }
       tpos = s.txn.next;
     }
     let n = 0;

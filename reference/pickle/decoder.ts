@@ -34,6 +34,8 @@ import {
 export interface PickleRead {
   value: PickleValue;
   end: number;
+  /** Items and marks left on the stack below the value at `STOP` (Python ignores them). */
+  leftover: number;
 }
 
 const MARK: unique symbol = Symbol('mark');
@@ -82,7 +84,7 @@ class Reader {
   }
 
   private fail(code: string, what: string): never {
-    throw new PickleError(code, `${what} (opcode ${opName(this.op)})`, this.opAt);
+    throw new PickleError(code, `${what} (opcode ${opName(this.op)})`, this.opAt, 'WIRE-PICKLE-9');
   }
 
   private need(n: number): number {
@@ -195,7 +197,7 @@ class Reader {
       switch (this.op) {
         case Op.STOP: {
           const value = this.pop();
-          return { value, end: this.pos };
+          return { value, end: this.pos, leftover: this.stack.length };
         }
         case Op.PROTO: {
           const p = this.u8();

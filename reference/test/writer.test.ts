@@ -299,6 +299,14 @@ describe('recovery when a crash cut an append', () => {
     },
   );
 
+  it('[FS-RECOVER-6] a data record whose tloc is not its transaction is refused, not repaired', () => {
+    const file = fresh();
+    const bad = Buffer.from(original);
+    bad.writeBigUInt64BE(5n, 4 + 23 + 25 + 24); // tloc of the first data record (after "initial database creation")
+    writeFileSync(file, bad);
+    expect(() => FileStorageWriter.open(file)).toThrow(/tloc 5 is not its transaction's offset 4/);
+  });
+
   it('[FS-RECOVER-6] damage inside the file is refused, not repaired', () => {
     const file = fresh();
     const bad = Buffer.from(original);
