@@ -106,7 +106,7 @@ function markUndone(fs: string, n: number): void {
 }
 
 /** A primary of the IUT serving a copy of a fixture store (or a new file). */
-export async function startPrimary(o: { store?: string | null; blobs?: boolean; listen?: Address; markUndone?: number } = {}): Promise<{
+export async function startPrimary(o: { store?: string | null; file?: string; blobs?: boolean; listen?: Address; markUndone?: number } = {}): Promise<{
   node: IutNode;
   address: Address;
   fs: string;
@@ -117,6 +117,7 @@ export async function startPrimary(o: { store?: string | null; blobs?: boolean; 
   const fs = path.join(dir, 'Data.fs');
   let blobDir: string | null = null;
   if (o.store) cpSync(path.join(FIXTURES, o.store, 'Data.fs'), fs);
+  if (o.file) cpSync(o.file, fs);
   if (o.markUndone !== undefined) markUndone(fs, o.markUndone);
   if (o.blobs) {
     blobDir = path.join(dir, 'blobs');
