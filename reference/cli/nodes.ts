@@ -173,7 +173,7 @@ async function serveSecondary(secondary: Secondary, v: Record<string, string | b
   return serve(
     { role: 'secondary', lastTid: () => secondary.lastTid, shutdown: async () => (await status.close(), await secondary.close()) },
     withControl,
-    { listen, from: formatAddress(secondary.options.from), status: status.address },
+    { listen, from: secondary.address ? formatAddress(secondary.address) : null, status: status.address },
     (emit) => secondary.on('committed', emit),
   );
 }

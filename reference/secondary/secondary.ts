@@ -25,8 +25,8 @@ export const KEEP_ALIVE = Buffer.alloc(4);
 export interface SecondaryOptions {
   /** The FileStorage file to replicate into. */
   fs: string;
-  /** The primary's address. */
-  from: Address;
+  /** The primary's address; `null` to wait for {@link Secondary.setAddress} (discovery). */
+  from: Address | null;
   /** Blob directory: then the secondary stores blobs and asks for `zrs2.1`. */
   blobDir?: string | null;
   /** Seconds between keep-alives; 0 turns them off (the default, as in zc.zrs). */
@@ -54,6 +54,7 @@ export class Secondary extends EventEmitter {
   private keepAliveTimer: NodeJS.Timeout | null = null;
   private closed = false;
   private downstream: Primary | null = null;
+  private from: Address | null;
   private unsynced: Buffer[] = [];
   /** Start tid of the current connection, and bytes received on earlier ones. */
   private connectedFrom: Buffer | null = null;
@@ -66,6 +67,7 @@ export class Secondary extends EventEmitter {
   private constructor(readonly options: SecondaryOptions) {
     super();
     this.logger = options.logger ?? silentLogger;
+    this.from = options.from;
     this.writer = FileStorageWriter.open(options.fs);
     const r = this.writer.recovery;
     if (r) this.logger.log('warn', 'recovered', `damaged tail (${r.reason}) of ${r.removed} bytes saved to ${r.savedAs}`, { offset: r.truncatedAt });
@@ -78,7 +80,7 @@ export class Secondary extends EventEmitter {
 
   /** Opens (and recovers) the file, starts serving downstream if asked, and connects. */
   static async start(options: SecondaryOptions): Promise<Secondary> {
-    if (options.listen && sameAddress(options.listen, options.from)) {
+    if (options.listen && options.from && sameAddress(options.listen, options.from)) {
       throw new ZrsError('ERR_CONFIG', 'Values for replicate-to and replicate-from must be different.', 'WIRE-CHAIN-4');
     }
     const s = new Secondary(options);
@@ -107,7 +109,7 @@ export class Secondary extends EventEmitter {
   /** The status document of `--status-listen`: the upstream connection, and downstream ones when chained. */
   status(): NodeStatus {
     const upstream: PeerStatus = {
-      peer: formatAddress(this.options.from),
+      peer: this.from ? formatAddress(this.from) : '',
       direction: 'upstream',
       connected: this.connected,
       startTid: this.connectedFrom ? hex8(this.connectedFrom) : null,
@@ -123,9 +125,26 @@ export class Secondary extends EventEmitter {
     return this.socket !== null && !this.socket.connecting && !this.socket.destroyed;
   }
 
+  /** The primary's address now (it changes through {@link Secondary.setAddress}). */
+  get address(): Address | null {
+    return this.from;
+  }
+
+  /**
+   * Replaces the primary's address (WIRE-RECON-4): used from the next connection attempt on,
+   * at once when there was no address yet; an established connection is kept.
+   */
+  setAddress(a: Address | null): void {
+    const first = this.from === null;
+    this.from = a;
+    this.logger.log('info', 'address', a ? `primary address is now ${formatAddress(a)}` : 'primary address unknown');
+    if (first && a && !this.socket && !this.reconnectTimer) this.connect();
+  }
+
   private connect(): void {
     if (this.closed) return;
-    const a = this.options.from;
+    const a = this.from;
+    if (!a) return; // waiting for an address
     const peer = formatAddress(a);
     const socket = a.kind === 'unix' ? net.connect(a.path) : net.connect({ port: a.port, host: a.host || 'localhost' });
     this.socket = socket;

@@ -129,6 +129,24 @@ describe('live replication', () => {
     await primary.close();
   });
 
+  it('[WIRE-RECON-4] a secondary started without an address connects once given one, and uses a new one from its next attempt', async () => {
+    const fs = ws.file('primary.fs');
+    let primary = await Primary.start({ fs, listen: LOOPBACK });
+    primary.commit({ records: [record(1, 10, 1)] });
+    const secondary = await Secondary.start({ fs: ws.file('secondary.fs'), from: null, ...FAST });
+    await new Promise((r) => setTimeout(r, 100));
+    expect(secondary.connected).toBe(false);
+    secondary.setAddress(primary.address);
+    await caughtUp(secondary, primary);
+    await primary.close();
+    primary = await Primary.start({ fs, listen: LOOPBACK }); // the primary moves to another port
+    secondary.setAddress(primary.address);
+    primary.commit({ records: [record(2, 10, 2)] });
+    await caughtUp(secondary, primary);
+    await secondary.close();
+    await primary.close();
+  });
+
   it('[WIRE-SHUT-1] [WIRE-SHUT-2] at shutdown every connected secondary catches up, then the connection ends', async () => {
     const primary = await Primary.start({ fs: ws.file('primary.fs'), listen: LOOPBACK });
     primary.commit({ records: [record(0, 10, 0)] });
