@@ -2,7 +2,8 @@
  * `npm run bench`: the reference primary and secondary as separate processes over loopback,
  * measured beside baselines taken in the same run on the same bytes. Prints a table and
  * writes reports/bench.json. Figures are medians of several runs (`--quick`: one run, smaller
- * inputs). Inputs are generated into a temporary folder and removed afterwards.
+ * inputs; `--only catch-up,latency,fan-out,memory,harness` picks cases). Inputs are generated
+ * into a temporary folder and removed afterwards.
  * @module
  */
 import { spawn } from 'node:child_process';
@@ -19,7 +20,14 @@ import { generateLog, type LogShape } from './generate.ts';
 import { BenchNode } from './nodes.ts';
 
 const MB = 1 << 20;
-const { values: opts } = parseArgs({ options: { quick: { type: 'boolean', default: false }, out: { type: 'string', default: 'reports/bench.json' } } });
+const { values: opts } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    out: { type: 'string', default: 'reports/bench.json' },
+    only: { type: 'string', default: 'catch-up,latency,fan-out,memory,harness' },
+  },
+});
+const ONLY = new Set(opts.only!.split(','));
 const QUICK = opts.quick!;
 const RUNS = QUICK ? 1 : 3;
 const work = mkdtempSync(path.join(tmpdir(), 'zrs-bench-'));
@@ -298,13 +306,17 @@ async function harnessCase(): Promise<void> {
 async function main(): Promise<void> {
   try {
     const size = (QUICK ? 50 : 200) * MB;
-    await catchUpCase('64 KiB records', { recordSize: 64 << 10, recordsPerTxn: 1, totalBytes: size }, 0.4);
-    await catchUpCase('1 KiB records, 10 a transaction', { recordSize: 1 << 10, recordsPerTxn: 10, totalBytes: size }, 0.2);
-    await latencyCase(1, 1000, QUICK ? 1 : 3);
-    await latencyCase(10, 1000, QUICK ? 1 : 3);
-    await fanOutCase(QUICK ? [1, 8] : [1, 8, 32]);
-    await memoryCase();
-    await harnessCase();
+    if (ONLY.has('catch-up')) {
+      await catchUpCase('64 KiB records', { recordSize: 64 << 10, recordsPerTxn: 1, totalBytes: size }, 0.4);
+      await catchUpCase('1 KiB records, 10 a transaction', { recordSize: 1 << 10, recordsPerTxn: 10, totalBytes: size }, 0.2);
+    }
+    if (ONLY.has('latency')) {
+      await latencyCase(1, 1000, QUICK ? 1 : 3);
+      await latencyCase(10, 1000, QUICK ? 1 : 3);
+    }
+    if (ONLY.has('fan-out')) await fanOutCase(QUICK ? [1, 8] : [1, 8, 32]);
+    if (ONLY.has('memory')) await memoryCase();
+    if (ONLY.has('harness')) await harnessCase();
   } finally {
     rmSync(work, { recursive: true, force: true });
     progress('');

@@ -122,8 +122,11 @@ export function serveControl(target: ControlTarget, out: { write(text: string): 
         return;
       }
       const id = req.id ?? null;
-      // One request at a time, answered in order.
-      queue = queue.then(() => handle(target, req)).then(
+      // One request at a time, answered in order; between two, the node's streams get to run.
+      queue = queue
+        .then(() => new Promise((r) => setImmediate(r)))
+        .then(() => handle(target, req))
+        .then(
         (result) => {
           send({ id, ok: true, ...result });
           if (req.op === 'shutdown') void stop();
