@@ -26,6 +26,9 @@ import {
   type TxnHeader,
 } from './records.ts';
 
+/** Transactions whose data records fit in this many bytes are read with one read. */
+const WHOLE_READ = 1 << 20;
+
 /** A start tid later than every transaction a primary could send. */
 export class TidTooHighError extends ZrsError {
   constructor(tid: Uint8Array, why: string) {
@@ -190,6 +193,24 @@ export class FileStorageReader {
 
   /** The data records of a transaction, in file order, read one at a time. */
   *records(txn: TxnInfo): Generator<DataRecord> {
+    const size = txn.dataEnd - txn.dataStart;
+    if (size <= WHOLE_READ) {
+      // one read for the whole transaction: the records are decoded from memory
+      const all = this.readExactly(txn.dataStart, size, 'data records');
+      let at = 0;
+      while (at < size) {
+        if (at + DATA_HEADER_SIZE > size) {
+          throw new FileFormatError('ERR_FS_DATA_OVERRUN', 'data record header extends beyond the transaction', txn.dataStart + at, 'FS-CHECK-11');
+        }
+        const h = decodeDataHeader(all.subarray(at, at + DATA_HEADER_SIZE), txn.dataStart + at);
+        const length = dataRecordLength(h);
+        if (at + length > size) throw new FileFormatError('ERR_FS_DATA_OVERRUN', 'data record extends beyond the transaction', txn.dataStart + at, 'FS-CHECK-11');
+        const body = all.subarray(at + DATA_HEADER_SIZE, at + length);
+        yield { ...h, offset: txn.dataStart + at, data: h.plen > 0 ? body : null, back: h.plen > 0 ? 0 : Number(body.readBigUInt64BE(0)) };
+        at += length;
+      }
+      return;
+    }
     let at = txn.dataStart;
     while (at < txn.dataEnd) {
       const r = this.readDataRecord(at, txn.dataEnd);

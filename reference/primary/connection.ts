@@ -182,16 +182,28 @@ export class PrimaryConnection {
   }
 
   /** Writes a frame (header and payload); waits while the socket's buffer is full. */
+  /**
+   * Writes a frame (header and payload) into the corked socket; when its buffer is full,
+   * flushes it and waits for it to drain.
+   */
   private async write(frame: Frame): Promise<void> {
     if (!this.live) throw new ZrsError('ERR_CONNECTION_CLOSED', 'the secondary went away');
     this.socket.write(frame[0]);
     if (this.socket.write(frame[1])) return;
+    this.socket.uncork();
     await Promise.race([once(this.socket, 'drain').catch(() => undefined), this.closed]);
+    this.socket.cork();
   }
 
+  /** The frames of a transaction, gathered into as few writes to the kernel as the buffer allows. */
   private async sendTransaction(encoder: StreamEncoder, txn: TxnInfo): Promise<void> {
     const notice = (n: FrameNotice) => this.log('warn', n.kind, `no blob file ${n.file}; sent as a plain record`, { oid: hex8(n.oid) });
-    for (const frame of transactionFrames(this.follower!.file, txn, encoder, this.ctx.blobs, notice)) await this.write(frame);
+    this.socket.cork();
+    try {
+      for (const frame of transactionFrames(this.follower!.file, txn, encoder, this.ctx.blobs, notice)) await this.write(frame);
+    } finally {
+      this.socket.uncork();
+    }
     this.sentTransactions++;
   }
 }

@@ -19,6 +19,10 @@ import { StreamDecoder } from '../stream.ts';
 import { hex8, tidToString } from '../timestamp.ts';
 import { SecondaryApplier } from './applier.ts';
 
+/** Group commit: at most this many transactions, and this many milliseconds, share one fsync. */
+const GROUP_MAX = 2000;
+const GROUP_DELAY_MS = 20;
+
 /** The empty frame a secondary sends to keep an idle connection alive (WIRE-KA-1). */
 export const KEEP_ALIVE = Buffer.alloc(4);
 
@@ -38,7 +42,8 @@ export interface SecondaryOptions {
   /**
    * `every` (the default, as ZODB): fsync each transaction before counting it as committed.
    * `group`: when transactions arrive back to back (a catch-up), finish them and share one
-   * fsync among them, counting them as committed only after it (FS-COMMIT-7).
+   * fsync among them (at most 2000 transactions or 20 ms), counting them as committed only
+   * after it (FS-COMMIT-7).
    */
   sync?: 'every' | 'group';
   logger?: Logger;
@@ -59,7 +64,7 @@ export class Secondary extends EventEmitter {
   /** Start tid of the current connection, and bytes received on earlier ones. */
   private connectedFrom: Buffer | null = null;
   private bytesReceived = 0;
-  private flushTimer: NodeJS.Immediate | null = null;
+  private flushTimer: NodeJS.Timeout | null = null;
   readonly logger: Logger;
   /** Transactions applied since start. */
   appliedTransactions = 0;
@@ -211,13 +216,13 @@ export class Secondary extends EventEmitter {
   private finished(tid: Buffer): void {
     if (this.options.sync !== 'group') return this.committed([tid]);
     this.unsynced.push(tid);
-    if (this.unsynced.length >= 1000) return this.flush();
-    this.flushTimer ??= setImmediate(() => this.flush());
+    if (this.unsynced.length >= GROUP_MAX) return this.flush();
+    this.flushTimer ??= setTimeout(() => this.flush(), GROUP_DELAY_MS);
   }
 
   /** One fsync for the transactions finished since the last one; then they count as committed. */
   private flush(): void {
-    if (this.flushTimer) clearImmediate(this.flushTimer);
+    if (this.flushTimer) clearTimeout(this.flushTimer);
     this.flushTimer = null;
     if (!this.unsynced.length) return;
     this.writer.sync();

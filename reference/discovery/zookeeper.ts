@@ -1,0 +1,330 @@
+/**
+ * A small ZooKeeper session for registration and discovery (spec/discovery.md), on the pure
+ * JavaScript client `node-zookeeper-client`.
+ *
+ * {@link ZooKeeper} keeps one session open: the client itself reconnects after a lost
+ * connection and keeps the session and its watches; when the session expires, a new client
+ * and session are made and the `session` event tells the users of the old one to restore
+ * their ephemeral nodes and watches (DISC-ZK-3). Every operation fails after a bounded time.
+ * @module
+ */
+import { EventEmitter } from 'node:events';
+import {
+  ACL,
+  type Client,
+  CreateMode,
+  createClient,
+  Event,
+  Exception,
+  Id,
+  Permission,
+  type Stat,
+} from 'node-zookeeper-client';
+import { ZrsError } from '../errors.ts';
+import { type Logger, silentLogger } from '../net/log.ts';
+
+/** ZooKeeper could not be reached in time, or refused an operation. */
+export class DiscoveryError extends ZrsError {
+  constructor(message: string, requirement?: string) {
+    super('ERR_DISCOVERY', message, requirement);
+  }
+}
+
+export interface ZooKeeperOptions {
+  /** Session timeout asked of the server, ms (default 10 000, as zc.zk; the server may change it). */
+  sessionTimeout?: number;
+  /** How long {@link ZooKeeper.open} waits for the first connection, ms (default 10 000). */
+  connectTimeout?: number;
+  /** How long one operation may wait, ms (default 10 000). */
+  operationTimeout?: number;
+  logger?: Logger;
+}
+
+/** Read access for everyone: the ACL zc.zk gave registration nodes. */
+export const READ_ONLY_ACL = [new ACL(Permission.READ, new Id('world', 'anyone'))];
+/** Every permission for everyone: for the persistent nodes of a path. */
+export const OPEN_ACL = [new ACL(Permission.ALL, new Id('world', 'anyone'))];
+
+type Callback<T> = (error: Error | Exception | null, result: T) => void;
+
+function isCode(e: unknown, code: number): boolean {
+  return e instanceof Exception && e.getCode() === code;
+}
+
+/** True for ZooKeeper's "no node" error. */
+export const isNoNode = (e: unknown) => isCode(e, Exception.NO_NODE);
+/** True for ZooKeeper's "node exists" error. */
+export const isNodeExists = (e: unknown) => isCode(e, Exception.NODE_EXISTS);
+
+/** Checks a ZooKeeper path: absolute, no empty, `.` or `..` component, no trailing `/`. */
+export function checkPath(p: string): string {
+  const ok = p === '/' || (p.startsWith('/') && p.slice(1).split('/').every((c) => c !== '' && c !== '.' && c !== '..'));
+  if (!ok) throw new DiscoveryError(`${JSON.stringify(p)} is not a ZooKeeper path (absolute, without empty, "." or ".." components)`, 'DISC-CONF-3');
+  return p;
+}
+
+/**
+ * One ZooKeeper session at a time, renewed when it expires.
+ *
+ * Events: `connected` (after every (re)connection), `disconnected`, `expired` (the session is
+ * gone; a new one is being made), `session` (a new session after an expiry), `error` is never
+ * emitted: failures of the background renewal are logged and retried.
+ */
+export class ZooKeeper extends EventEmitter {
+  private client: Client;
+  private closed = false;
+  private generation = 0;
+  readonly logger: Logger;
+
+  private constructor(
+    readonly connectionString: string,
+    readonly options: ZooKeeperOptions,
+  ) {
+    super();
+    this.logger = options.logger ?? silentLogger;
+    this.client = this.makeClient();
+  }
+
+  /** Connects to `connectionString` (`HOST:PORT[,HOST:PORT...][/chroot]`), waiting at most `connectTimeout`. */
+  static async open(connectionString: string, options: ZooKeeperOptions = {}): Promise<ZooKeeper> {
+    const zk = new ZooKeeper(connectionString, options);
+    try {
+      await zk.waitConnected(options.connectTimeout ?? 10_000);
+    } catch (e) {
+      zk.close();
+      throw e;
+    }
+    zk.logger.log('info', 'zookeeper-connected', `connected to ZooKeeper at ${connectionString}`, { session: zk.sessionId });
+    return zk;
+  }
+
+  private makeClient(extra: Record<string, unknown> = {}): Client {
+    const client = createClient(this.connectionString, { sessionTimeout: this.options.sessionTimeout ?? 10_000, spinDelay: 200, retries: 0, ...extra });
+    const generation = ++this.generation;
+    const current = () => generation === this.generation && !this.closed;
+    client.on('connected', () => current() && this.emit('connected'));
+    client.on('disconnected', () => {
+      if (!current()) return;
+      this.logger.log('warn', 'zookeeper-disconnected', `lost the connection to ZooKeeper at ${this.connectionString}; reconnecting`);
+      this.emit('disconnected');
+    });
+    client.on('expired', () => current() && this.renew());
+    client.connect();
+    return client;
+  }
+
+  /** The session expired: every ephemeral node and watch of it is gone (DISC-ZK-3). */
+  private renew(): void {
+    this.logger.log('warn', 'zookeeper-expired', 'the ZooKeeper session expired; opening a new one');
+    const old = this.client;
+    this.client = this.makeClient();
+    old.close();
+    this.emit('expired');
+    this.once('connected', () => {
+      this.logger.log('info', 'zookeeper-session', 'new ZooKeeper session', { session: this.sessionId });
+      this.emit('session');
+    });
+  }
+
+  /** Resolves once connected; rejects after `timeoutMs`. */
+  waitConnected(timeoutMs: number): Promise<void> {
+    if (this.connected) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const done = () => (clearTimeout(timer), this.off('connected', done), resolve());
+      const timer = setTimeout(() => {
+        this.off('connected', done);
+        reject(new DiscoveryError(`could not connect to ZooKeeper at ${this.connectionString} within ${timeoutMs} ms`, 'DISC-ZK-1'));
+      }, timeoutMs);
+      this.on('connected', done);
+    });
+  }
+
+  /** True while the session is connected. */
+  get connected(): boolean {
+    const s = this.client.getState();
+    return s.code === 3 /* SYNC_CONNECTED */ || s.code === 5; /* CONNECTED_READ_ONLY */
+  }
+
+  /** The session id, 16 hex digits. */
+  get sessionId(): string {
+    return this.client.getSessionId().toString('hex');
+  }
+
+  /** The session's id and password: enough for a test to end this session (see {@link expireSession}). */
+  get credentials(): { sessionId: Buffer; sessionPassword: Buffer } {
+    return { sessionId: Buffer.from(this.client.getSessionId()), sessionPassword: Buffer.from(this.client.getSessionPassword()) };
+  }
+
+  /** Runs one client call, bounded by `operationTimeout`. */
+  private call<T>(what: string, f: (client: Client, cb: Callback<T>) => void): Promise<T> {
+    if (this.closed) return Promise.reject(new DiscoveryError(`${what}: the ZooKeeper session is closed`));
+    const timeoutMs = this.options.operationTimeout ?? 10_000;
+    return new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new DiscoveryError(`${what}: no answer from ZooKeeper within ${timeoutMs} ms`)), timeoutMs);
+      f(this.client, (error, result) => {
+        clearTimeout(timer);
+        if (error) reject(error);
+        else resolve(result);
+      });
+    });
+  }
+
+  /** Creates `path` and its missing ancestors as persistent nodes with an open ACL. */
+  async ensurePath(path: string): Promise<void> {
+    checkPath(path);
+    if (path === '/') return;
+    await this.call<string>(`create ${path}`, (c, cb) => c.mkdirp(path, OPEN_ACL, CreateMode.PERSISTENT, cb));
+  }
+
+  /** Creates an ephemeral node of this session holding `data`. */
+  async createEphemeral(path: string, data: Buffer, acl = READ_ONLY_ACL): Promise<void> {
+    await this.call<string>(`create ${path}`, (c, cb) => c.create(path, data, acl, CreateMode.EPHEMERAL, cb));
+  }
+
+  /** Deletes a node, any version; a node already gone is no error. */
+  async remove(path: string): Promise<void> {
+    try {
+      await this.call<void>(`delete ${path}`, (c, cb) => c.remove(path, -1, (e) => cb(e, undefined)));
+    } catch (e) {
+      if (!isNoNode(e)) throw e;
+    }
+  }
+
+  /** A node's data and stat, or null when there is no such node. */
+  async get(path: string): Promise<{ data: Buffer; stat: Stat } | null> {
+    try {
+      return await this.call<{ data: Buffer; stat: Stat }>(`read ${path}`, (c, cb) => c.getData(path, (e, data, stat) => cb(e, { data: data ?? Buffer.alloc(0), stat })));
+    } catch (e) {
+      if (isNoNode(e)) return null;
+      throw e;
+    }
+  }
+
+  /** True when the node exists and is an ephemeral node of this session. */
+  async ownsEphemeral(path: string): Promise<boolean | null> {
+    const node = await this.get(path);
+    if (!node) return null;
+    return node.stat.ephemeralOwner.equals(this.client.getSessionId());
+  }
+
+  /** A node's children, sorted, or null when there is no such node. */
+  async children(path: string): Promise<string[] | null> {
+    try {
+      return (await this.call<string[]>(`list ${path}`, (c, cb) => c.getChildren(path, cb))).sort();
+    } catch (e) {
+      if (isNoNode(e)) return null;
+      throw e;
+    }
+  }
+
+  /**
+   * Calls `onChange` with the children of `path` (null while the node does not exist) now and
+   * whenever they change, for as long as the returned watch is open: across reconnections,
+   * ZooKeeper restarts and session expiries. Calls are serialised and only made when the list
+   * differs from the last one reported.
+   */
+  watchChildren(path: string, onChange: (children: string[] | null) => void): ChildrenWatch {
+    return new ChildrenWatch(this, path, onChange);
+  }
+
+  /** @internal Lists the children and sets a one-shot children watch (or an existence watch when absent). */
+  listAndWatch(path: string, watcher: (event: Event) => void): Promise<string[] | null> {
+    return this.call<string[] | null>(`watch ${path}`, (c, cb) =>
+      c.getChildren(path, watcher, (e, children) => {
+        if (!e) return cb(null, [...children].sort());
+        if (!isNoNode(e)) return cb(e, null);
+        // No node: watch for its creation instead (DISC-FIND-6).
+        c.exists(path, watcher, (e2, stat) => {
+          if (e2) return cb(e2, null);
+          if (stat) return this.listAndWatch(path, watcher).then((r) => cb(null, r), (e3: Error) => cb(e3, null));
+          cb(null, null);
+        });
+      }),
+    );
+  }
+
+  /** Closes the session (its ephemeral nodes vanish at once). */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.client.close();
+    this.removeAllListeners();
+  }
+}
+
+/** A children watch made by {@link ZooKeeper.watchChildren}. */
+export class ChildrenWatch {
+  private closed = false;
+  private last: string | null | undefined = undefined;
+  private running: Promise<void> = Promise.resolve();
+  private retry: NodeJS.Timeout | null = null;
+  private readonly watcher = (_event: Event) => this.refresh();
+  private readonly onSession = () => this.refresh();
+
+  constructor(
+    private readonly zk: ZooKeeper,
+    readonly path: string,
+    private readonly onChange: (children: string[] | null) => void,
+  ) {
+    checkPath(path);
+    // Watches survive reconnections (the client sets them again), not a new session.
+    zk.on('session', this.onSession);
+    zk.on('connected', this.onSession);
+    this.refresh();
+  }
+
+  /** Reads the children again (with a new watch) and reports them if they changed. */
+  refresh(): Promise<void> {
+    this.running = this.running.then(async () => {
+      if (this.closed) return;
+      try {
+        const children = await this.zk.listAndWatch(this.path, this.watcher);
+        if (this.closed) return;
+        const key = children === null ? null : JSON.stringify(children);
+        if (key !== this.last) {
+          this.last = key;
+          this.onChange(children);
+        }
+      } catch (e) {
+        if (this.closed) return;
+        // Not connected: the `connected` or `session` event reads again; retry anyway, bounded.
+        this.zk.logger.log('debug', 'zookeeper-watch', `cannot read ${this.path}: ${(e as Error).message}`);
+        this.retry ??= setTimeout(() => ((this.retry = null), void this.refresh()), 1000);
+      }
+    });
+    return this.running;
+  }
+
+  close(): void {
+    this.closed = true;
+    if (this.retry) clearTimeout(this.retry);
+    this.zk.off('session', this.onSession);
+    this.zk.off('connected', this.onSession);
+  }
+}
+
+/**
+ * Ends a session from the outside, as an expiry would (for tests): a second client joins the
+ * session with its id and password and closes it. The first client then learns that its
+ * session expired.
+ */
+export async function expireSession(connectionString: string, credentials: { sessionId: Buffer; sessionPassword: Buffer }, timeoutMs = 10_000): Promise<void> {
+  const client = createClient(connectionString, { sessionTimeout: 10_000, spinDelay: 200, ...credentials } as Parameters<typeof createClient>[1]);
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => (client.close(), reject(new DiscoveryError(`could not join session ${credentials.sessionId.toString('hex')}`))), timeoutMs);
+    client.once('connected', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    client.once('expired', () => {
+      clearTimeout(timer);
+      reject(new DiscoveryError(`session ${credentials.sessionId.toString('hex')} had already expired`));
+    });
+    client.connect();
+  });
+  await new Promise<void>((resolve) => {
+    client.once('disconnected', () => resolve());
+    client.close();
+    setTimeout(resolve, timeoutMs);
+  });
+}
