@@ -137,7 +137,7 @@ export function serveControl(target: ControlTarget, out: { write(text: string): 
         },
       );
     });
-    rl.on('close', () => void stop());
+    rl.on('close', () => void queue.then(stop, stop)); // answer what was asked, then stop
   });
   return { send, done };
 }
