@@ -285,10 +285,13 @@ describe(`secondary: ${iut.name}`, () => {
     expect(p.connections).toHaveLength(1);
   });
 
-  it('[FS-MAGIC-2] [FS-MAGIC-4] a secondary started on an FS21 file resumes from its last transaction and keeps the magic FS21', async (ctx) => {
+  it.for([
+    ['[FS-MAGIC-2] an FS21 file', 'fs21', 'small-as-fs21.fs', 'FS21'],
+    ['[FS-MAGIC-4] an FS30 file', 'small', 'Data.fs', 'FS30'],
+  ] as const)('%s: a secondary started on it resumes from its last transaction and keeps its magic', async ([, dir, name, magic], ctx) => {
     requires(ctx, iut, 'secondary');
     const fs = path.join(workdir(), 'Data.fs');
-    const source = fixture('fs21', 'small-as-fs21.fs');
+    const source = fixture(dir, name);
     const r = FileStorageReader.open(source);
     const cut = [...r.transactions()][10]!.offset;
     r.close();
@@ -298,7 +301,7 @@ describe(`secondary: ${iut.name}`, () => {
     expect(hex((await (await p.connection(0)).handshake).startTid)).toBe(small[9]!.tid);
     await reaches(s, small.at(-1)!.tid);
     expect((await s.node.stop()).code).toBe(0);
-    expect(readFileSync(fs).subarray(0, 4).toString('latin1')).toBe('FS21');
+    expect(readFileSync(fs).subarray(0, 4).toString('latin1')).toBe(magic);
     expect(checkFile(fs).violation).toBeNull();
     expect(byValue(fileContent(fs))).toEqual(byValue(small));
   });

@@ -5,6 +5,8 @@
  * @module
  */
 import { parseArgs } from 'node:util';
+import { Discovery } from '../discovery/discover.ts';
+import { Registration } from '../discovery/register.ts';
 import { type Address, formatAddress, parseAddress } from '../net/address.ts';
 import { type Level, type Logger, streamLogger } from '../net/log.ts';
 import { type NodeStatus, serveStatus } from '../net/status.ts';
@@ -38,9 +40,9 @@ function required(v: Record<string, string | boolean | undefined>, name: string)
   return x;
 }
 
-function address(v: Record<string, string | boolean | undefined>, name: string): Address {
+function address(v: Record<string, string | boolean | undefined>, name: string, fallback?: string): Address {
   try {
-    return parseAddress(required(v, name));
+    return parseAddress(fallback !== undefined && v[name] === undefined ? fallback : required(v, name));
   } catch (e) {
     if (e instanceof UsageError) throw e;
     throw new UsageError(`--${name}: ${(e as Error).message}`);
@@ -98,7 +100,31 @@ async function serve(target: ControlTarget, withControl: boolean, ready: Record<
   return 0;
 }
 
-/** `zrs primary --fs FILE --listen ADDR [--blob-dir DIR] [--follow]` */
+/** Options of ZooKeeper registration and discovery (spec/discovery.md). */
+const ZOOKEEPER: OptionSpec = {
+  zookeeper: { type: 'string' },
+  register: { type: 'string' },
+};
+
+/** What `--zookeeper CONN --register PATH` ask for, checked; null without `--register`. */
+function registration(v: Record<string, string | boolean | undefined>): { zookeeper: string; path: string } | null {
+  if (v.register === undefined) {
+    if (v.zookeeper !== undefined && v.discover === undefined) throw new UsageError('--zookeeper is used with --register or --discover');
+    return null;
+  }
+  const path = required(v, 'register');
+  if (!path.startsWith('/')) throw new UsageError(`--register takes a ZooKeeper path starting with /, not ${JSON.stringify(path)}`);
+  if (typeof v.zookeeper !== 'string' || v.zookeeper === '') throw new UsageError('--register needs --zookeeper CONNECTION-STRING');
+  return { zookeeper: v.zookeeper, path };
+}
+
+/** Registers `listening` under the path of `--register` (DISC-REG-1: the node listens already). */
+async function register(zk: { zookeeper: string; path: string } | null, listening: Address | undefined, log: Logger): Promise<Registration | null> {
+  if (!zk || !listening) return null;
+  return Registration.start({ zookeeper: zk.zookeeper, path: zk.path, address: listening, logger: log });
+}
+
+/** `zrs primary --fs FILE --listen ADDR [--blob-dir DIR] [--follow] [--zookeeper CONN --register PATH]` */
 export async function primaryCommand(args: string[], _out: Output): Promise<number> {
   const v = options(args, {
     fs: { type: 'string' },
@@ -106,26 +132,42 @@ export async function primaryCommand(args: string[], _out: Output): Promise<numb
     'blob-dir': { type: 'string' },
     follow: { type: 'boolean' },
     'shutdown-timeout': { type: 'string' },
+    ...ZOOKEEPER,
   });
   const withControl = controlMode(v);
   const timeout = seconds(v, 'shutdown-timeout', 60);
   const log = logger(v, 'primary');
+  const zk = registration(v);
+  // Registered primaries listen on all interfaces and a free port unless told otherwise (as zc.zrs).
+  const listen = address(v, 'listen', zk ? '0' : undefined);
   const primary = await Primary.start({
     fs: required(v, 'fs'),
-    listen: address(v, 'listen'),
+    listen,
     blobDir: (v['blob-dir'] as string | undefined) ?? null,
     mode: v.follow ? 'follow' : 'own',
     logger: log,
   });
-  return servePrimary(primary, v, log, timeout, withControl);
+  const registered = await register(zk, primary.address, log).catch(async (e: unknown) => {
+    await primary.close(0);
+    throw e;
+  });
+  return servePrimary(primary, v, log, timeout, withControl, registered);
 }
 
-async function servePrimary(primary: Primary, v: Record<string, string | boolean | undefined>, log: Logger, timeout: number, withControl: boolean): Promise<number> {
+async function servePrimary(
+  primary: Primary,
+  v: Record<string, string | boolean | undefined>,
+  log: Logger,
+  timeout: number,
+  withControl: boolean,
+  registered: Registration | null = null,
+): Promise<number> {
   const status = await statusServer(v, () => primary.status(), log);
   const target = primaryTarget(primary, timeout);
   const shutdown = target.shutdown;
-  target.shutdown = async () => (await status.close(), await shutdown());
-  return serve(target, withControl, { listen: formatAddress(primary.address), status: status.address });
+  // The registration goes first, so that no secondary picks a node that stops (DISC-REG-9).
+  target.shutdown = async () => (await registered?.close(), await status.close(), await shutdown());
+  return serve(target, withControl, { listen: formatAddress(primary.address), status: status.address, ...(registered ? { registered: registered.node } : {}) });
 }
 
 function primaryTarget(primary: Primary, timeout: number): ControlTarget {
@@ -140,7 +182,10 @@ function primaryTarget(primary: Primary, timeout: number): ControlTarget {
   };
 }
 
-/** `zrs secondary --fs FILE --from ADDR [--blob-dir DIR] [--listen ADDR] [--keep-alive-delay S] [--reconnect-delay S]` */
+/**
+ * `zrs secondary --fs FILE (--from ADDR | --zookeeper CONN --discover PATH) [--blob-dir DIR] [--listen ADDR]
+ * [--register PATH] [--keep-alive-delay S] [--reconnect-delay S]`
+ */
 export async function secondaryCommand(args: string[], _out: Output): Promise<number> {
   const v = options(args, {
     fs: { type: 'string' },
@@ -150,51 +195,107 @@ export async function secondaryCommand(args: string[], _out: Output): Promise<nu
     'keep-alive-delay': { type: 'string' },
     'reconnect-delay': { type: 'string' },
     sync: { type: 'string' },
+    discover: { type: 'string' },
+    'discover-zookeeper': { type: 'string' },
+    ...ZOOKEEPER,
   });
   const sync = v.sync ?? 'every';
   if (sync !== 'every' && sync !== 'group') throw new UsageError(`--sync is every or group, not ${JSON.stringify(sync)}`);
   const withControl = controlMode(v);
+  const discover = discovery(v);
+  const zk = registration(v);
   const secondary = await Secondary.start({
     fs: required(v, 'fs'),
-    from: address(v, 'from'),
+    from: discover ? null : address(v, 'from'),
     blobDir: (v['blob-dir'] as string | undefined) ?? null,
-    listen: v.listen === undefined ? null : address(v, 'listen'),
+    listen: v.listen === undefined && !zk ? null : address(v, 'listen', zk ? '0' : undefined),
     keepAliveDelay: seconds(v, 'keep-alive-delay', 0),
     reconnectDelay: seconds(v, 'reconnect-delay', 60),
     sync,
     logger: logger(v, 'secondary'),
   });
-  return serveSecondary(secondary, v, withControl);
+  return serveSecondary(secondary, v, withControl, discover, zk);
 }
 
-async function serveSecondary(secondary: Secondary, v: Record<string, string | boolean | undefined>, withControl: boolean): Promise<number> {
+/** What `--discover PATH` (with `--discover-zookeeper` or `--zookeeper`) asks for, checked; null without it. */
+function discovery(v: Record<string, string | boolean | undefined>): { zookeeper: string; path: string } | null {
+  if (v.discover === undefined) {
+    if (v['discover-zookeeper'] !== undefined) throw new UsageError('--discover-zookeeper is used with --discover');
+    return null;
+  }
+  if (v.from !== undefined) throw new UsageError('give either --from or --discover, not both');
+  const path = required(v, 'discover');
+  if (!path.startsWith('/')) throw new UsageError(`--discover takes a ZooKeeper path starting with /, not ${JSON.stringify(path)}`);
+  const zookeeper = v['discover-zookeeper'] ?? v.zookeeper;
+  if (typeof zookeeper !== 'string' || zookeeper === '') throw new UsageError('--discover needs --zookeeper (or --discover-zookeeper) CONNECTION-STRING');
+  return { zookeeper, path };
+}
+
+async function serveSecondary(
+  secondary: Secondary,
+  v: Record<string, string | boolean | undefined>,
+  withControl: boolean,
+  discover: { zookeeper: string; path: string } | null = null,
+  zk: { zookeeper: string; path: string } | null = null,
+): Promise<number> {
+  let found: Discovery | null = null;
+  let registered: Registration | null = null;
+  try {
+    if (discover) found = await Discovery.start({ zookeeper: discover.zookeeper, path: discover.path, secondary, logger: secondary.logger });
+    registered = await register(zk, secondary.primary?.address, secondary.logger);
+  } catch (e) {
+    found?.close();
+    await secondary.close();
+    throw e;
+  }
   const listen = secondary.primary ? formatAddress(secondary.primary.address) : null;
   const status = await statusServer(v, () => secondary.status(), secondary.logger);
+  const shutdown = async () => {
+    found?.close();
+    await registered?.close();
+    await status.close();
+    await secondary.close();
+  };
+  const extra = { ...(discover ? { discover: discover.path } : {}), ...(registered ? { registered: registered.node } : {}) };
   return serve(
-    { role: 'secondary', lastTid: () => secondary.lastTid, shutdown: async () => (await status.close(), await secondary.close()) },
+    { role: 'secondary', lastTid: () => secondary.lastTid, shutdown },
     withControl,
-    { listen, from: secondary.address ? formatAddress(secondary.address) : null, status: status.address },
+    { listen, from: secondary.address ? formatAddress(secondary.address) : null, status: status.address, ...extra },
     (emit) => secondary.on('committed', emit),
   );
 }
 
-/** `zrs run --config FILE`: a node described by a zc.zrs configuration file. */
+/**
+ * `zrs run --config FILE [--register-listen ADDR]`: a node described by a zc.zrs configuration
+ * file. With ZooKeeper (spec/discovery.md §2), `replicate-to` and `replicate-from` are paths;
+ * the registered node listens on `--register-listen` (default `0`: all interfaces, a free port).
+ */
 export async function runCommand(args: string[], _out: Output): Promise<number> {
-  const v = options(args, { config: { type: 'string' }, 'shutdown-timeout': { type: 'string' } });
+  const v = options(args, { config: { type: 'string' }, 'shutdown-timeout': { type: 'string' }, 'register-listen': { type: 'string' }, 'reconnect-delay': { type: 'string' } });
   const withControl = controlMode(v);
   const config = readZrsConfig(required(v, 'config'));
-  const log = logger(v, config.replicateFrom ? 'secondary' : 'primary');
-  if (!config.replicateFrom) {
-    const primary = await Primary.start({ fs: config.fs, listen: config.replicateTo!, blobDir: config.blobDir, logger: log });
-    return servePrimary(primary, v, log, seconds(v, 'shutdown-timeout', 60), withControl);
+  const zk = config.zookeeper;
+  const register = zk?.registerPath ? { zookeeper: zk.connect!, path: zk.registerPath } : null;
+  const discover = zk?.discoverPath ? { zookeeper: zk.discoverConnect!, path: zk.discoverPath } : null;
+  const listen = register ? address(v, 'register-listen', '0') : config.replicateTo;
+  if (!register && v['register-listen'] !== undefined) throw new UsageError('--register-listen is for a configuration that registers in ZooKeeper (zookeeper and replicate-to)');
+  const log = logger(v, config.replicateFrom || discover ? 'secondary' : 'primary');
+  if (!config.replicateFrom && !discover) {
+    const primary = await Primary.start({ fs: config.fs, listen: listen!, blobDir: config.blobDir, logger: log });
+    const registered = await (register ? Registration.start({ ...register, address: primary.address, logger: log }) : Promise.resolve(null)).catch(async (e: unknown) => {
+      await primary.close(0);
+      throw e;
+    });
+    return servePrimary(primary, v, log, seconds(v, 'shutdown-timeout', 60), withControl, registered);
   }
   const secondary = await Secondary.start({
     fs: config.fs,
-    from: config.replicateFrom,
+    from: discover ? null : config.replicateFrom,
     blobDir: config.blobDir,
-    listen: config.replicateTo,
+    listen,
     keepAliveDelay: config.keepAliveDelay,
+    ...(v['reconnect-delay'] !== undefined ? { reconnectDelay: seconds(v, 'reconnect-delay', 60) } : {}),
     logger: log,
   });
-  return serveSecondary(secondary, v, withControl);
+  return serveSecondary(secondary, v, withControl, discover, register);
 }

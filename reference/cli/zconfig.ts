@@ -1,7 +1,9 @@
 /**
  * Reads a ZConfig file in zc.zrs's syntax: `%import zc.zrs`, then a `<zrs>` section with
  * `replicate-to`, `replicate-from` and `keep-alive-delay`, holding one `<filestorage>`
- * section with `path` and optionally `blob-dir`. Errors name the file and line.
+ * section with `path` and optionally `blob-dir`. Errors name the file and line. The keys
+ * `zookeeper` and `replicate-from-zookeeper` turn `replicate-to` and `replicate-from` into
+ * ZooKeeper paths (spec/discovery.md §2).
  * @module
  */
 import { readFileSync } from 'node:fs';
@@ -22,6 +24,20 @@ export interface ZrsConfig {
   keepAliveDelay: number;
   fs: string;
   blobDir: string | null;
+  /** Present when the section has `zookeeper` or `replicate-from-zookeeper` (DISC-CONF-1, DISC-CONF-2). */
+  zookeeper?: ZooKeeperConfig;
+}
+
+/** Registration and discovery through ZooKeeper, as a `<zrs>` section asks for them. */
+export interface ZooKeeperConfig {
+  /** The `zookeeper` connection string, used to register; null when only `replicate-from-zookeeper` is given. */
+  connect: string | null;
+  /** The path of `replicate-to` to register under (then `replicateTo` is all interfaces, port 0). */
+  registerPath: string | null;
+  /** The connection string to discover with: `replicate-from-zookeeper`, else `zookeeper`. */
+  discoverConnect: string | null;
+  /** The path of `replicate-from` to discover the primary under (then `replicateFrom` is null). */
+  discoverPath: string | null;
 }
 
 interface Section {
@@ -106,8 +122,23 @@ export function readZrsConfig(file: string): ZrsConfig {
   if (!imports.has('zc.zrs')) throw new ConfigError(file, zrs.line, "the section type zrs needs '%import zc.zrs' before it");
   for (const [key, { line }] of zrs.keys) {
     if (!ZRS_KEYS.has(key)) throw new ConfigError(file, line, `unknown key ${key} in <zrs>`);
-    if (key.includes('zookeeper')) throw new ConfigError(file, line, `${key}: ZooKeeper discovery is not supported by this implementation yet`);
   }
+  const connection = (key: string): string | null => {
+    const k = zrs.keys.get(key);
+    if (!k) return null;
+    if (k.value === '' || /\s/.test(k.value)) throw new ConfigError(file, k.line, `${key}: ${JSON.stringify(k.value)} is not a ZooKeeper connection string (HOST:PORT[,HOST:PORT...][/CHROOT])`);
+    return k.value;
+  };
+  const zookeeper = connection('zookeeper');
+  const fromZookeeper = connection('replicate-from-zookeeper') ?? zookeeper;
+  /** With ZooKeeper, the key holds a ZooKeeper path (DISC-CONF-3). */
+  const zkPath = (key: string): string | null => {
+    const k = zrs.keys.get(key);
+    if (!k) return null;
+    const ok = k.value.startsWith('/') && (k.value === '/' || k.value.slice(1).split('/').every((c) => c !== '' && c !== '.' && c !== '..'));
+    if (!ok) throw new ConfigError(file, k.line, `${key}: with ZooKeeper this is a ZooKeeper path such as /db/replication/providers, not ${JSON.stringify(k.value)}`);
+    return k.value;
+  };
   const address = (key: string): Address | null => {
     const k = zrs.keys.get(key);
     if (!k) return null;
@@ -117,12 +148,21 @@ export function readZrsConfig(file: string): ZrsConfig {
       throw new ConfigError(file, k.line, `${key}: ${(e as Error).message}`);
     }
   };
-  const replicateTo = address('replicate-to');
-  const replicateFrom = address('replicate-from');
+  let replicateTo = address('replicate-to');
+  let replicateFrom = address('replicate-from');
   if (replicateTo && replicateFrom && sameAddress(replicateTo, replicateFrom)) {
     throw new ConfigError(file, zrs.line, 'Values for replicate-to and replicate-from must be different.');
   }
-  if (!replicateTo && !replicateFrom) throw new ConfigError(file, zrs.line, 'You must specify replicate-to and/or replicate-from.');
+  let zk: ZooKeeperConfig | undefined;
+  if (zookeeper || fromZookeeper) {
+    const registerPath = zookeeper ? zkPath('replicate-to') : null;
+    const discoverPath = fromZookeeper ? zkPath('replicate-from') : null;
+    // A registered node listens on all interfaces and a free port, as zc.zrs's ('', 0).
+    if (registerPath) replicateTo = { kind: 'tcp', host: '', port: 0 };
+    if (discoverPath) replicateFrom = null;
+    zk = { connect: zookeeper, registerPath, discoverConnect: discoverPath ? fromZookeeper : null, discoverPath };
+  }
+  if (!replicateTo && !replicateFrom && !zk?.discoverPath) throw new ConfigError(file, zrs.line, 'You must specify replicate-to and/or replicate-from.');
   let keepAliveDelay = 0;
   const ka = zrs.keys.get('keep-alive-delay');
   if (ka) {
@@ -143,5 +183,5 @@ export function readZrsConfig(file: string): ZrsConfig {
   if (!fsPath || fsPath.value === '') throw new ConfigError(file, storage.line, '<filestorage> needs a path');
   const blob = storage.keys.get('blob-dir');
   // Paths are taken as ZConfig takes them: relative to the working directory.
-  return { replicateTo, replicateFrom, keepAliveDelay, fs: fsPath.value, blobDir: blob ? blob.value : null };
+  return { replicateTo, replicateFrom, keepAliveDelay, fs: fsPath.value, blobDir: blob ? blob.value : null, ...(zk ? { zookeeper: zk } : {}) };
 }

@@ -25,8 +25,12 @@ import { type Logger, silentLogger } from '../net/log.ts';
 
 /** ZooKeeper could not be reached in time, or refused an operation. */
 export class DiscoveryError extends ZrsError {
-  constructor(message: string, requirement?: string) {
+  /** ZooKeeper's error code (`Exception.NO_NODE`, ...) when ZooKeeper refused the operation. */
+  readonly zookeeperCode: number | null;
+
+  constructor(message: string, requirement?: string, zookeeperCode: number | null = null) {
     super('ERR_DISCOVERY', message, requirement);
+    this.zookeeperCode = zookeeperCode;
   }
 }
 
@@ -48,6 +52,7 @@ export const OPEN_ACL = [new ACL(Permission.ALL, new Id('world', 'anyone'))];
 type Callback<T> = (error: Error | Exception | null, result: T) => void;
 
 function isCode(e: unknown, code: number): boolean {
+  if (e instanceof DiscoveryError) return e.zookeeperCode === code;
   return e instanceof Exception && e.getCode() === code;
 }
 
@@ -163,7 +168,8 @@ export class ZooKeeper extends EventEmitter {
       const timer = setTimeout(() => reject(new DiscoveryError(`${what}: no answer from ZooKeeper within ${timeoutMs} ms`)), timeoutMs);
       f(this.client, (error, result) => {
         clearTimeout(timer);
-        if (error) reject(error);
+        if (error instanceof Exception) reject(new DiscoveryError(`${what}: ${error.getName()}`, undefined, error.getCode()));
+        else if (error) reject(error);
         else resolve(result);
       });
     });
@@ -303,28 +309,42 @@ export class ChildrenWatch {
   }
 }
 
-/**
- * Ends a session from the outside, as an expiry would (for tests): a second client joins the
- * session with its id and password and closes it. The first client then learns that its
- * session expired.
- */
-export async function expireSession(connectionString: string, credentials: { sessionId: Buffer; sessionPassword: Buffer }, timeoutMs = 10_000): Promise<void> {
-  const client = createClient(connectionString, { sessionTimeout: 10_000, spinDelay: 200, ...credentials } as Parameters<typeof createClient>[1]);
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => (client.close(), reject(new DiscoveryError(`could not join session ${credentials.sessionId.toString('hex')}`))), timeoutMs);
-    client.once('connected', () => {
-      clearTimeout(timer);
-      resolve();
-    });
-    client.once('expired', () => {
-      clearTimeout(timer);
-      reject(new DiscoveryError(`session ${credentials.sessionId.toString('hex')} had already expired`));
-    });
+/** Joins a session with its id and password, then closes it: the server ends the session. */
+async function joinAndClose(connectionString: string, credentials: { sessionId: Buffer; sessionPassword: Buffer }, timeoutMs: number): Promise<void> {
+  const client = createClient(connectionString, { sessionTimeout: 10_000, spinDelay: 50, ...credentials } as Parameters<typeof createClient>[1]);
+  const joined = await new Promise<boolean>((resolve) => {
+    const timer = setTimeout(() => resolve(false), timeoutMs);
+    client.once('connected', () => (clearTimeout(timer), resolve(true)));
+    client.once('expired', () => (clearTimeout(timer), resolve(false)));
     client.connect();
   });
   await new Promise<void>((resolve) => {
-    client.once('disconnected', () => resolve());
+    const timer = setTimeout(resolve, timeoutMs);
+    client.once('disconnected', () => (clearTimeout(timer), resolve()));
     client.close();
-    setTimeout(resolve, timeoutMs);
+    if (!joined) {
+      clearTimeout(timer);
+      resolve();
+    }
   });
+}
+
+/**
+ * Ends a session from the outside, as an expiry would (for tests): a second client joins the
+ * session with its id and password and closes it, until `zk` has noticed and opened a new
+ * session (the owner may win the session back in between, hence the retries). Bounded.
+ */
+export async function expireSession(zk: ZooKeeper, timeoutMs = 15_000): Promise<void> {
+  const before = zk.sessionId;
+  const credentials = zk.credentials;
+  const until = Date.now() + timeoutMs;
+  while (Date.now() < until) {
+    await joinAndClose(zk.connectionString, credentials, Math.max(100, Math.min(5000, until - Date.now())));
+    const settle = Date.now() + 2000;
+    while (Date.now() < settle) {
+      if (zk.sessionId !== before && zk.connected) return;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+  throw new DiscoveryError(`session ${before} did not end within ${timeoutMs} ms`);
 }

@@ -412,6 +412,7 @@ function recover(path: string, fd: number): Recovery | null {
         if (rec.tloc !== s.txn.offset) {
           throw new FileFormatError('ERR_FS_TLOC', `data record's tloc ${rec.tloc} is not its transaction's offset ${s.txn.offset}`, rec.offset, 'FS-RECOVER-6');
         }
+        if (rec.vlen !== 0) throw new FileFormatError('ERR_FS_VERSION', `data record has a version length of ${rec.vlen}`, rec.offset, 'FS-RECOVER-6');
       }
       tpos = s.txn.next;
     }

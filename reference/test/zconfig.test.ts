@@ -56,7 +56,7 @@ describe('zc.zrs configuration files', () => {
     ['an unclosed section', `%import zc.zrs\n<zrs>\n  replicate-to 5000\n`, /:2: <zrs> is never closed/],
     ['a mismatched end tag', `%import zc.zrs\n<zrs>\n  replicate-to 5000\n</zrsx>\n`, /:4: <\/zrsx> does not match <zrs> of line 2/],
     ['an undefined substitution', zrs('  replicate-to $NOPE\n'), /:3: undefined substitution \$nope/],
-    ['ZooKeeper keys, not supported yet', zrs('  zookeeper zk:2181\n  replicate-to /path\n'), /:3: zookeeper: ZooKeeper discovery is not supported/],
+    ['an address where ZooKeeper wants a path (DISC-CONF-3)', zrs('  zookeeper zk:2181\n  replicate-to 5000\n'), /:4: replicate-to: with ZooKeeper this is a ZooKeeper path/],
   ])('refuses %s, naming the file and line', (_name, text, message) => {
     const f = config(text);
     expect(() => readZrsConfig(f)).toThrow(message);
