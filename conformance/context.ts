@@ -106,7 +106,7 @@ function markUndone(fs: string, n: number): void {
 }
 
 /** A primary of the IUT serving a copy of a fixture store (or a new file). */
-export async function startPrimary(o: { store?: string | null; file?: string; blobs?: boolean; listen?: Address; markUndone?: number } = {}): Promise<{
+export async function startPrimary(o: { store?: string | null; file?: string; blobs?: boolean; listen?: Address; markUndone?: number; follow?: boolean } = {}): Promise<{
   node: IutNode;
   address: Address;
   fs: string;
@@ -131,7 +131,7 @@ export async function startPrimary(o: { store?: string | null; file?: string; bl
     iut,
     'primary',
     { fs, listen, config, ...(blobDir ? { blobDir } : {}) },
-    { listenPort: address.kind === 'tcp' ? address.port : undefined },
+    { listenPort: address.kind === 'tcp' ? address.port : undefined, follow: o.follow },
   );
   nodes.add(node);
   return { node, address, fs, blobDir };

@@ -26,6 +26,8 @@ export type Readiness = { kind: 'control' } | { kind: 'port' } | { kind: 'stdout
 export interface RoleCommand {
   command: string;
   args: Template;
+  /** Extra arguments (a primary's) that make it follow a file another process writes (feature `follow`). */
+  followArgs: Template;
   /** Extra environment variables. */
   env: Record<string, string>;
   ready: Readiness;
@@ -99,12 +101,19 @@ function readiness(file: string, where: string, v: Json | undefined): Readiness 
 
 function role(file: string, where: string, v: Json | undefined, features: Set<Feature>): RoleCommand | null {
   if (v === undefined || v === null) return null;
-  const o = object(file, where, v, ['command', 'args', 'env', 'ready']);
+  const o = object(file, where, v, ['command', 'args', 'env', 'ready', 'followArgs']);
   const env = o.env === undefined ? {} : object(file, `${where}.env`, o.env, Object.keys(o.env as object));
   for (const [k, x] of Object.entries(env)) if (typeof x !== 'string') fail(file, `${where}.env.${k}`, 'must be a string');
   const ready = readiness(file, `${where}.ready`, o.ready);
   if (ready.kind === 'control' && !features.has('control')) fail(file, `${where}.ready`, '"control" needs the feature "control"');
-  return { command: string(file, `${where}.command`, o.command), args: template(file, `${where}.args`, o.args), env: env as Record<string, string>, ready };
+  if (o.followArgs !== undefined && !features.has('follow')) fail(file, `${where}.followArgs`, 'needs the feature "follow"');
+  return {
+    command: string(file, `${where}.command`, o.command),
+    args: template(file, `${where}.args`, o.args),
+    followArgs: o.followArgs === undefined ? [] : template(file, `${where}.followArgs`, o.followArgs),
+    env: env as Record<string, string>,
+    ready,
+  };
 }
 
 /** Reads and validates a descriptor file. */

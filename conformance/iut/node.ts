@@ -104,12 +104,12 @@ export class IutNode {
     iut: Descriptor,
     role: 'primary' | 'secondary',
     values: Partial<Record<Placeholder, string>>,
-    options: { listenPort?: number; timeoutMs?: number } = {},
+    options: { listenPort?: number; timeoutMs?: number; follow?: boolean } = {},
   ): Promise<IutNode> {
     const cmd = iut[role];
     if (!cmd) throw new NodeError(`${iut.name} describes no ${role}`);
     hookExit();
-    const argv = expandArgs(cmd.args, values);
+    const argv = [...expandArgs(cmd.args, values), ...(options.follow ? expandArgs(cmd.followArgs, values) : [])];
     const proc = spawn(cmd.command, argv, { cwd: iut.dir, env: { ...process.env, ...cmd.env }, stdio: ['pipe', 'pipe', 'pipe'] });
     const node = new IutNode(role, proc, argv);
     const timeoutMs = options.timeoutMs ?? 20_000;
