@@ -9,7 +9,11 @@ export function fsck(args: string[], out: Output): number {
   if (values['--blob-dir'] && operands.length > 1) throw new UsageError('--blob-dir goes with one file');
   let status = 0;
   for (const file of operands) {
-    const r = checkFile(file, { blobDir: values['--blob-dir'] });
+    // on a terminal, long checks show how far they got
+    const tty = process.stderr.isTTY && !flags.has('--json');
+    const progress = tty ? (at: number, size: number) => process.stderr.write(`\r${file}: ${Math.floor((100 * at) / size)}%`) : undefined;
+    const r = checkFile(file, { blobDir: values['--blob-dir'], progress });
+    if (tty) process.stderr.write('\r\x1b[K');
     if (!r.ok) status = 1;
     if (flags.has('--json')) {
       out.stdout.write(`${JSON.stringify({ file, ...r })}\n`);

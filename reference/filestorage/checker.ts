@@ -94,11 +94,11 @@ class RecordIndex {
  * blob file (FS-BLOB-8; an empty blob file is only a warning, since zc.zrs secondaries keep
  * none for zero-length blobs). Never throws for bad content, only for I/O errors.
  */
-export function checkFile(path: string, options: { blobDir?: string } = {}): CheckResult {
+export function checkFile(path: string, options: { blobDir?: string; progress?: (offset: number, size: number) => void } = {}): CheckResult {
   const fd = openSync(path, 'r');
   let result: CheckResult;
   try {
-    result = check(fd, path);
+    result = check(fd, path, options.progress);
   } finally {
     closeSync(fd);
   }
@@ -128,7 +128,7 @@ function checkBlobs(path: string, blobs: BlobDirectory, result: CheckResult): vo
   }
 }
 
-function check(fd: number, path: string): CheckResult {
+function check(fd: number, path: string, progress?: (offset: number, size: number) => void): CheckResult {
   const size = fstatSync(fd).size;
   const read = (offset: number, length: number) => readAt(fd, offset, length);
   const result: CheckResult = { ok: false, violation: null, magic: null, transactions: 0, records: 0, lastTid: hex8(Z64), size, blobs: 0, warnings: [] };
@@ -202,6 +202,7 @@ function check(fd: number, path: string): CheckResult {
         fail('FS-CHECK-13', tpos, `${path} has inconsistent transaction length at ${tpos}`);
       }
       result.transactions++;
+      if (progress && result.transactions % 4096 === 0) progress(tpos, size);
       last = h.tid;
       result.lastTid = hex8(h.tid);
       tpos = end + TRAILER_SIZE;
