@@ -56,8 +56,9 @@ async function runOnce(run: Run, o: { full: boolean; seed: number; filter?: stri
 
 async function main(argv: string[]): Promise<number> {
   let v;
+  let positionals: string[];
   try {
-    v = parseArgs({
+    ({ values: v, positionals } = parseArgs({
       args: argv,
       options: {
         iut: { type: 'string' },
@@ -74,19 +75,21 @@ async function main(argv: string[]): Promise<number> {
       },
       allowPositionals: true,
       strict: true,
-    }).values;
+    }));
   } catch (e) {
     console.error(`zrs-conformance: ${(e as Error).message}\n${USAGE}`);
     return 2;
   }
   if (v.help) return console.log(USAGE), 0;
+  if (positionals.length && !v.matrix) return console.error(`zrs-conformance: unexpected argument ${positionals[0]}\n${USAGE}`), 2;
   const seed = v.seed === undefined ? Date.now() % 2 ** 31 : Number(v.seed);
   if (!Number.isInteger(seed)) return console.error(`zrs-conformance: --seed takes an integer\n${USAGE}`), 2;
   const options = { full: v.full && !v.quick, seed, filter: v.filter, replay: v.replay };
   const reportDir = path.resolve(v['report-dir']);
   try {
     if (v.matrix) {
-      const files = v.matrix.map((f) => path.resolve(f));
+      // --matrix A B C: the descriptors after --matrix (parseArgs gives the first as its value)
+      const files = [...v.matrix, ...positionals].map((f) => path.resolve(f));
       const names = files.map((f) => readDescriptor(f).name);
       const grid: string[][] = [];
       for (const [i, p] of files.entries()) {

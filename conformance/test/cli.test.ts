@@ -68,6 +68,15 @@ describe('zrs-conformance', () => {
     expect(r.out).toMatch(/describes neither a primary nor a secondary/);
   });
 
+  it('--matrix runs every pair of implementations and prints the interop matrix', () => {
+    const a = descriptor('alpha', () => undefined);
+    const b = descriptor('beta', (d) => (d.features = d.features.filter((f: string) => f !== 'blobs')));
+    const r = conformance(['--matrix', a, b, '--filter', 'small replicates through real nodes']);
+    expect(r.status, r.out).toBe(0);
+    expect(r.out).toMatch(/interop matrix \(rows: primary, columns: secondary\)\n\talpha\tbeta\nalpha\tconforms\tconforms\nbeta\tconforms\tconforms/);
+    expect(r.out).toMatch(/ZRS conformance: primary alpha, secondary beta/);
+  });
+
   it('the expected failures shipped for zc.zrs name requirements of the specification', () => {
     const ids = new Set(buildRegistry().requirements.map((r) => r.id));
     for (const id of readExpectedFailures(path.join(REPO_ROOT, 'conformance/iut/zc.zrs.expected-failures')).keys()) expect(ids.has(id), id).toBe(true);
