@@ -7,15 +7,13 @@ import { once } from 'node:events';
 import { readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, type TestContext } from 'vitest';
 import { RunningChecksum } from '../../reference/checksum.ts';
 import { checkFile } from '../../reference/filestorage/checker.ts';
-import { fileContent, type TransactionContent } from '../../reference/filestorage/content.ts';
+import { fileContent } from '../../reference/filestorage/content.ts';
 import { FileStorageReader } from '../../reference/filestorage/reader.ts';
 import { encodeMessage } from '../../reference/messages.ts';
 import { parseAddress } from '../../reference/net/address.ts';
-import { loadPickle } from '../../reference/pickle/decoder.ts';
-import { type Json, pickleToJson } from '../../reference/pickle/json.ts';
 import { type PickleValue, PyDict } from '../../reference/pickle/values.ts';
 import { hex8, tidToUnixSeconds, Z64 } from '../../reference/timestamp.ts';
 import { loopback, primaryIut, requires, secondaryIut, startPrimary, startSecondary, workdir } from '../context.ts';
@@ -24,6 +22,7 @@ import { expandArgs } from '../iut/descriptor.ts';
 import { type ControlMessage, freePort, type IutNode } from '../iut/node.ts';
 import { FakePrimary, storeFrames } from '../peers/fake-primary.ts';
 import { FakeSecondary, sleep } from '../peers/fake-secondary.ts';
+import { byValue, prevPointers } from '../file-checks.ts';
 
 const primary = primaryIut();
 const secondary = secondaryIut();
@@ -86,27 +85,6 @@ function extensionValue(j: unknown): PickleValue {
   return new PyDict(Object.entries(o).map(([k, v]) => [k, extensionValue(v)]));
 }
 
-/** Every record's `prev` is the offset of the latest earlier record of its oid, or 0. */
-function prevPointers(fs: string): string[] {
-  const wrong: string[] = [];
-  const r = FileStorageReader.open(fs);
-  try {
-    const latest = new Map<string, number>();
-    for (const t of r.transactions()) {
-      for (const rec of r.records(t)) {
-        const want = latest.get(hex8(rec.oid)) ?? 0;
-        if (rec.prev !== want) wrong.push(`record ${hex8(rec.oid)} at ${rec.offset}: prev ${rec.prev}, expected ${want}`);
-        latest.set(hex8(rec.oid), rec.offset);
-      }
-    }
-  } finally {
-    r.close();
-  }
-  return wrong;
-}
-
-const byValue = (content: TransactionContent[]) =>
-  content.map((t) => ({ ...t, extension: pickleToJson(t.extension === '' ? new PyDict() : loadPickle(Buffer.from(t.extension, 'hex'))) as Json }));
 
 /**
  * Starts a node that is expected not to start; resolves with its exit and standard error
@@ -462,20 +440,24 @@ describe(`nodes that cannot start: ${primary.name}`, () => {
     ['a 3-byte file', Buffer.from('FS3')],
     ['a file whose magic is neither FS30 nor FS21', Buffer.concat([Buffer.from('FS40'), readFileSync(fixture('small', 'Data.fs')).subarray(4)])],
   ];
+  /** `role`, started on a file holding `bytes`, exits non-zero with a message on standard error and leaves the file as it was. */
+  async function expectRefused(ctx: TestContext, role: 'primary' | 'secondary', bytes: Buffer) {
+    requires(ctx, role === 'primary' ? primary : secondary, role);
+    const fs = path.join(workdir(), 'Data.fs');
+    writeFileSync(fs, bytes);
+    const { port } = await loopback();
+    const r = await startFailing(role, fs, `127.0.0.1:${port}`);
+    expect(r.signal, 'killed: it did not exit within 15 s').toBeNull();
+    expect(r.code).not.toBe(0);
+    expect(r.stderr.trim()).not.toBe('');
+    expect(readFileSync(fs).equals(bytes)).toBe(true);
+  }
   // each role meets both kinds of file FS-MAGIC-5 names: too short, and another magic
   const fileCases = [['primary', ...files[0]!], ['primary', ...files[2]!], ['secondary', ...files[1]!], ['secondary', ...files[2]!]] as const;
   it.for(fileCases)(
     '[CONF-PROC-3] [FS-MAGIC-5] a %s given %s refuses it: non-zero exit, a message on standard error, the file untouched',
     async ([role, , bytes], ctx) => {
-      requires(ctx, role === 'primary' ? primary : secondary, role);
-      const fs = path.join(workdir(), 'Data.fs');
-      writeFileSync(fs, bytes);
-      const { port } = await loopback();
-      const r = await startFailing(role, fs, `127.0.0.1:${port}`);
-      expect(r.signal, 'killed: it did not exit within 15 s').toBeNull();
-      expect(r.code).not.toBe(0);
-      expect(r.stderr.trim()).not.toBe('');
-      expect(readFileSync(fs).equals(bytes)).toBe(true);
+      await expectRefused(ctx, role, bytes);
     },
   );
 
@@ -515,15 +497,7 @@ describe(`nodes that cannot start: ${primary.name}`, () => {
   it.for(damageCases)(
     '[FS-RECOVER-6] [CONF-PROC-3] a %s opening a file with %s in its middle refuses it and leaves it as it was',
     async ([role, , bytes], ctx) => {
-      requires(ctx, role === 'primary' ? primary : secondary, role);
-      const fs = path.join(workdir(), 'Data.fs');
-      writeFileSync(fs, bytes);
-      const { port } = await loopback();
-      const r = await startFailing(role, fs, `127.0.0.1:${port}`);
-      expect(r.signal, 'killed: it did not exit within 15 s').toBeNull();
-      expect(r.code).not.toBe(0);
-      expect(r.stderr.trim()).not.toBe('');
-      expect(readFileSync(fs).equals(bytes)).toBe(true);
+      await expectRefused(ctx, role, bytes);
     },
   );
 });

@@ -9,12 +9,11 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { blobRepr, BlobDirectory } from '../../reference/filestorage/blobs.ts';
 import { RunningChecksum } from '../../reference/checksum.ts';
 import { checkFile } from '../../reference/filestorage/checker.ts';
-import { fileContent, type TransactionContent } from '../../reference/filestorage/content.ts';
+import { fileContent } from '../../reference/filestorage/content.ts';
 import { FileStorageReader } from '../../reference/filestorage/reader.ts';
 import { encodeFrame } from '../../reference/framing.ts';
 import { decodeMessage, encodeMessage, type Message, type TransactionMessage } from '../../reference/messages.ts';
 import { type Address, formatAddress } from '../../reference/net/address.ts';
-import { loadPickle } from '../../reference/pickle/decoder.ts';
 import { type Json, pickleToJson } from '../../reference/pickle/json.ts';
 import { PyDict } from '../../reference/pickle/values.ts';
 import { type OutgoingRecord, StreamEncoder } from '../../reference/stream.ts';
@@ -25,6 +24,7 @@ import { freePort, IutNode } from '../iut/node.ts';
 import { FakeConnection, FakePrimary, storeFrames } from '../peers/fake-primary.ts';
 import { sleep } from '../peers/fake-secondary.ts';
 import { prng } from '../proxy/fault-proxy.ts';
+import { byValue, extensionJson, prevPointers } from '../file-checks.ts';
 
 const iut = secondaryIut();
 const store = (name: string) => path.join(FIXTURES, name, 'Data.fs');
@@ -206,42 +206,6 @@ async function until(test: () => boolean, timeoutMs = 20_000, what = 'condition'
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await sleep(20);
   }
-}
-
-/** The decoded value of an extension field, Python 2 module names read as Python 3's. */
-function extensionValue(hexBytes: string): Json {
-  const value = hexBytes === '' ? new PyDict() : loadPickle(Buffer.from(hexBytes, 'hex'));
-  const rename = (name: string) => name.replace(/^__builtin__\./, 'builtins.').replace(/^copy_reg\./, 'copyreg.');
-  const walk = (j: Json): Json => {
-    if (Array.isArray(j)) return j.map(walk);
-    if (j && typeof j === 'object') {
-      return Object.fromEntries(Object.entries(j).map(([k, v]) => [k, k === '$global' && typeof v === 'string' ? rename(v) : k === '$inst' && Array.isArray(v) ? [rename(v[0] as string), walk(v[1]!)] : walk(v)]));
-    }
-    return j;
-  };
-  return walk(pickleToJson(value));
-}
-
-/** A file's content with each extension as its decoded value (DEV-EXTBYTES-1 equality). */
-const byValue = (content: TransactionContent[]) => content.map((t) => ({ ...t, extension: extensionValue(t.extension) }));
-
-/** Every record's `prev` is the offset of the latest earlier record of its oid, or 0. */
-function prevPointers(fs: string): string[] {
-  const wrong: string[] = [];
-  const r = FileStorageReader.open(fs);
-  try {
-    const latest = new Map<string, number>();
-    for (const t of r.transactions()) {
-      for (const rec of r.records(t)) {
-        const want = latest.get(hex8(rec.oid)) ?? 0;
-        if (rec.prev !== want) wrong.push(`record ${hex8(rec.oid)} at ${rec.offset}: prev ${rec.prev}, expected ${want}`);
-        latest.set(hex8(rec.oid), rec.offset);
-      }
-    }
-  } finally {
-    r.close();
-  }
-  return wrong;
 }
 
 /** A transaction of a file, by tid. */
@@ -522,7 +486,7 @@ describe(`secondary: ${iut.name}`, () => {
     expect(stored.user).toBe('');
     expect(stored.description).toBe('');
     expect(stored.status).toBe(' ');
-    expect(extensionValue(stored.extension)).toEqual(want);
+    expect(extensionJson(stored.extension)).toEqual(want);
     expect(stored.records).toEqual([{ oid: hex(oid(0x77)), tid: hex(tid), data: hex(DATA('opcodes')) }]);
   });
 
@@ -550,7 +514,7 @@ describe(`secondary: ${iut.name}`, () => {
     expect(content.map((t) => t.tid)).toEqual([hex(good)]);
     expect(content[0]!.user).toBe('');
     expect(content[0]!.description).toBe(hex(Buffer.from('caf\xe9', 'latin1')));
-    expect(extensionValue(content[0]!.extension)).toEqual({ b: { $bytes: hex(latin) } });
+    expect(extensionJson(content[0]!.extension)).toEqual({ b: { $bytes: hex(latin) } });
   });
 
   it('[WIRE-PICKLE-7] blocks is read as a count whatever integer opcode carries it', async (ctx) => {
@@ -704,7 +668,7 @@ describe(`secondary: ${iut.name}`, () => {
     const s = await startSecondary({ from: p.address });
     await reaches(s, hex(tid), 10_000);
     await s.node.stop();
-    expect(extensionValue(transactionOf(s.fs, tid)!.extension)).toEqual(want);
+    expect(extensionJson(transactionOf(s.fs, tid)!.extension)).toEqual(want);
   });
 
   it('[WIRE-KA-3] a keep-alive delay of 0 sends no keep-alive at all', async (ctx) => {
