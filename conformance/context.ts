@@ -37,12 +37,26 @@ export const PROFILE: 'quick' | 'full' = process.env[ENV.profile] === 'full' ? '
 /** Seed of the property-based cases (fixed per run, printed in reports). */
 export const SEED = Number(process.env[ENV.seed] ?? 20261126);
 
+/** How long a property case may search and shrink; once spent, it reports what it found so far. */
+const PROPERTY_BUDGET_MS = PROFILE === 'full' ? 600_000 : 75_000;
+
+/** The vitest timeout of a property case: its budget, and time to stop its nodes and report. */
+export const PROPERTY_TIMEOUT_MS = PROPERTY_BUDGET_MS + 40_000;
+
 /** fast-check parameters of a property case: the run's seed, or a failure to replay. */
-export function propertyParameters(quickRuns: number, fullRuns: number): { seed: number; numRuns: number; path?: string; endOnFailure?: boolean } {
+export function propertyParameters(quickRuns: number, fullRuns: number) {
   const replay = process.env[ENV.replay];
+  const budget = { interruptAfterTimeLimit: PROPERTY_BUDGET_MS, markInterruptAsFailure: false };
   return replay
     ? { seed: SEED, numRuns: 1_000_000, path: replay, endOnFailure: true }
-    : { seed: SEED, numRuns: PROFILE === 'full' ? fullRuns : quickRuns };
+    : { seed: SEED, numRuns: PROFILE === 'full' ? fullRuns : quickRuns, ...budget };
+}
+
+/** The command that replays the failure of property case `filter` found at fast-check path `at`. */
+export function replayCommand(at: string, filter: string): string {
+  const q = (x: string) => `'${x.replace(/'/g, `'\\''`)}'`;
+  const iuts = [`--primary-iut ${q(process.env[ENV.primary] ?? REFERENCE_IUT)}`, `--secondary-iut ${q(process.env[ENV.secondary] ?? process.env[ENV.primary] ?? REFERENCE_IUT)}`];
+  return ['npm run conformance --', ...iuts, ...(PROFILE === 'full' ? ['--full'] : []), `--seed ${SEED}`, `--replay ${q(at)}`, `--filter ${q(filter)}`].join(' ');
 }
 
 /** Where failing cases leave their wire transcripts. */

@@ -6,7 +6,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { checkFile } from '../../reference/filestorage/checker.ts';
 import { fileContent, type TransactionContent } from '../../reference/filestorage/content.ts';
-import { primaryIut, propertyParameters, requires, secondaryIut, startPrimary, startSecondary, transcriptDir, workdir } from '../context.ts';
+import { primaryIut, PROPERTY_TIMEOUT_MS, propertyParameters, replayCommand, requires, secondaryIut, startPrimary, startSecondary, transcriptDir, workdir } from '../context.ts';
 import { REPO_ROOT } from '../env.ts';
 import { FaultProxy } from '../proxy/fault-proxy.ts';
 import { loadPickle } from '../../reference/pickle/decoder.ts';
@@ -116,13 +116,14 @@ describe(`end to end: ${title}`, () => {
   it('[WIRE-TXN-3] [WIRE-RECON-1] [WIRE-RECON-2] [WIRE-CLOSE-6] [WIRE-FRAME-3] random commits and random faults: the secondary always holds a prefix of the primary, and converges once they heal', async (ctx) => {
     requires(ctx, primary, 'primary', 'control');
     requires(ctx, secondary, 'secondary', 'control');
-    let last: FaultProxy | null = null;
+    // the proxy of the latest failing run: the one whose counterexample fast-check reports
+    let failing: FaultProxy | null = null;
     const result = await fc.check(
       fc.asyncProperty(fc.array(step, { minLength: 1, maxLength: 8 }), async (steps) => {
         const p = await startPrimary();
         const proxy = await FaultProxy.start(p.address, SEED);
-        last = proxy;
         const s = await startSecondary({ from: proxy.address, reconnectDelay: 0.1 });
+        let ok = false;
         try {
           let lastTid = '0000000000000000';
           for (const st of steps) {
@@ -154,9 +155,11 @@ describe(`end to end: ${title}`, () => {
             if (!isPrefix(fileContent(s.fs), fileContent(p.fs))) return false;
           }
           proxy.heal();
-          await converged(s, lastTid);
-          return JSON.stringify(fileContent(s.fs)) === JSON.stringify(fileContent(p.fs)) && checkFile(s.fs).ok;
+          await converged(s, lastTid, 10_000);
+          ok = JSON.stringify(fileContent(s.fs)) === JSON.stringify(fileContent(p.fs)) && checkFile(s.fs).ok;
+          return ok;
         } finally {
+          if (!ok) failing = proxy;
           await s.node.stop();
           await p.node.stop();
           await proxy.stop();
@@ -165,11 +168,11 @@ describe(`end to end: ${title}`, () => {
       propertyParameters(4, 25),
     );
     if (result.failed) {
-      const transcript = last ? saveTranscript(ctx.task.name, last) : '(none)';
-      const replay = `npm run conformance -- --seed ${result.seed} --replay '${result.counterexamplePath}' --filter 'random commits and random faults'`;
+      const transcript = failing ? saveTranscript(ctx.task.name, failing) : '(none)';
+      const replay = replayCommand(result.counterexamplePath ?? '', 'random commits and random faults');
       throw new Error(`counterexample: ${fc.stringify(result.counterexample)}\nreplay: ${replay}\nwire transcript: ${transcript}\n${result.errorInstance ?? ''}`);
     }
-  });
+  }, PROPERTY_TIMEOUT_MS);
 
   it('[WIRE-KA-1] [WIRE-KA-2] behind a middlebox that kills idle connections, keep-alives keep the connection; without them it dies, and the secondary reconnects and resumes', async (ctx) => {
     requires(ctx, primary, 'primary', 'control');

@@ -1,6 +1,6 @@
 // zrs-conformance run as a user runs it, on descriptors made for the occasion.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -76,6 +76,24 @@ describe('zrs-conformance', () => {
     expect(r.out).toMatch(/interop matrix \(rows: primary, columns: secondary\)\n\talpha\tbeta\nalpha\tconforms\tconforms\nbeta\tconforms\tconforms/);
     expect(r.out).toMatch(/ZRS conformance: primary alpha, secondary beta/);
   });
+
+  it('a failing property case prints its shrunk counterexample, a replay command that reproduces it, and a wire transcript', () => {
+    const mutant = path.join(REPO_ROOT, 'conformance/selftest/mutant.mjs');
+    const iut = descriptor('no-reconnect', (d) => (d.secondary.args = [mutant, 'no-reconnect', ...d.secondary.args.slice(1)]));
+    const filter = 'random commits and random faults';
+    const first = conformance(['--iut', iut, '--filter', filter]);
+    expect(first.status, first.out).toBe(1);
+    const counterexample = /counterexample: (.*)/.exec(first.out)?.[1];
+    const replay = /replay: npm run conformance -- .*--seed (\d+) --replay '([^']+)'/.exec(first.out);
+    const transcript = /wire transcript: (\S+)/.exec(first.out)?.[1];
+    expect(counterexample, first.out).toBeDefined();
+    expect(replay, first.out).not.toBeNull();
+    expect(existsSync(`${transcript}.sent`), first.out).toBe(true);
+    // the printed command, run again, fails on the same counterexample at once
+    const again = conformance(['--iut', iut, '--filter', filter, '--replay', replay![2]!]);
+    expect(again.status, again.out).toBe(1);
+    expect(/counterexample: (.*)/.exec(again.out)?.[1]).toBe(counterexample);
+  }, 300_000);
 
   it('the expected failures shipped for zc.zrs name requirements of the specification', () => {
     const ids = new Set(buildRegistry().requirements.map((r) => r.id));
