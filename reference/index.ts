@@ -24,6 +24,7 @@ export * from './filestorage/pack.ts';
 export * from './filestorage/references.ts';
 export * from './net/address.ts';
 export * from './net/log.ts';
+export type { NodeStatus, PeerStatus } from './net/status.ts';
 export * from './primary/frames.ts';
 export * from './primary/handshake.ts';
 export * from './primary/primary.ts';

@@ -80,6 +80,19 @@ function fourLetterWord(port: number, word: string, timeoutMs = 1000): Promise<s
   });
 }
 
+/** Servers still running, killed if this process exits without stopping them. */
+const live = new Set<ChildProcess>();
+let exitHook = false;
+function track(proc: ChildProcess): void {
+  live.add(proc);
+  proc.once('exit', () => live.delete(proc));
+  if (exitHook) return;
+  exitHook = true;
+  process.once('exit', () => {
+    for (const p of live) p.kill('SIGKILL');
+  });
+}
+
 export interface ZooKeeperServerOptions {
   /** Port on 127.0.0.1; a free one when absent. */
   port?: number;
@@ -104,7 +117,7 @@ export class ZooKeeperServer {
     private readonly options: ZooKeeperServerOptions,
   ) {}
 
-  /** Starts a server and waits until it answers `ruok`. */
+  /** Starts a server and waits until it serves requests. */
   static async start(options: ZooKeeperServerOptions = {}): Promise<ZooKeeperServer> {
     const installation = options.installation ?? findZooKeeper();
     if (!installation) throw new Error(`ZooKeeper is not installed: ${HOW_TO_ENABLE}`);
@@ -161,6 +174,7 @@ export class ZooKeeperServer {
     ];
     const proc = spawn(this.installation.java, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     this.proc = proc;
+    track(proc);
     this.output = '';
     const keep = (d: Buffer) => (this.output = (this.output + d.toString()).slice(-4000));
     proc.stdout!.on('data', keep);
@@ -172,7 +186,8 @@ export class ZooKeeperServer {
     });
     const until = Date.now() + (this.options.startTimeoutMs ?? 30_000);
     while (!exited && Date.now() < until) {
-      if ((await fourLetterWord(this.port, 'ruok')) === 'imok') return;
+      // `srvr` answers with the server's mode only once it serves requests (`ruok` answers earlier).
+      if (/^Mode: /m.test(await fourLetterWord(this.port, 'srvr'))) return;
       await new Promise((r) => setTimeout(r, 100));
     }
     if (!exited) proc.kill('SIGKILL');

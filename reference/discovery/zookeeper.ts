@@ -9,6 +9,7 @@
  * @module
  */
 import { EventEmitter } from 'node:events';
+import net from 'node:net';
 import {
   ACL,
   type Client,
@@ -43,6 +44,9 @@ export interface ZooKeeperOptions {
   operationTimeout?: number;
   logger?: Logger;
 }
+
+/** How long a connect request may wait for the server's answer once TCP is up (ms). */
+export const HANDSHAKE_TIMEOUT_MS = 2000;
 
 /** Read access for everyone: the ACL zc.zk gave registration nodes. */
 export const READ_ONLY_ACL = [new ACL(Permission.READ, new Id('world', 'anyone'))];
@@ -79,6 +83,8 @@ export class ZooKeeper extends EventEmitter {
   private client: Client;
   private closed = false;
   private generation = 0;
+  private readonly watchdog: NodeJS.Timeout;
+  private handshake: { socket: net.Socket; since: number } | null = null;
   readonly logger: Logger;
 
   private constructor(
@@ -88,6 +94,32 @@ export class ZooKeeper extends EventEmitter {
     super();
     this.logger = options.logger ?? silentLogger;
     this.client = this.makeClient();
+    this.watchdog = setInterval(() => this.checkHandshake(), 250);
+    this.watchdog.unref();
+  }
+
+  /**
+   * The client waits without a time limit for the server's answer to its connect request once
+   * the TCP connection is up; a server that is still starting can accept the connection and
+   * never answer (seen with ZooKeeper 3.8 restarting). Give up on such an attempt after
+   * {@link HANDSHAKE_TIMEOUT_MS}: the client then tries again.
+   */
+  private checkHandshake(): void {
+    // node-zookeeper-client's ConnectionManager (lib/ConnectionManager.js): state 1 is CONNECTING.
+    const cm = this.connection;
+    const socket = cm?.socket;
+    if (this.closed || !cm || cm.state !== 1 || !socket || socket.connecting || socket.destroyed) {
+      this.handshake = null;
+      return;
+    }
+    if (this.handshake?.socket !== socket) {
+      this.handshake = { socket, since: Date.now() };
+      return;
+    }
+    if (Date.now() - this.handshake.since < HANDSHAKE_TIMEOUT_MS) return;
+    this.logger.log('debug', 'zookeeper-handshake', `no answer to the connect request from ZooKeeper at ${this.connectionString}; trying again`);
+    this.handshake = null;
+    socket.destroy();
   }
 
   /** Connects to `connectionString` (`HOST:PORT[,HOST:PORT...][/chroot]`), waiting at most `connectTimeout`. */
@@ -103,8 +135,8 @@ export class ZooKeeper extends EventEmitter {
     return zk;
   }
 
-  private makeClient(extra: Record<string, unknown> = {}): Client {
-    const client = createClient(this.connectionString, { sessionTimeout: this.options.sessionTimeout ?? 10_000, spinDelay: 200, retries: 0, ...extra });
+  private makeClient(): Client {
+    const client = createClient(this.connectionString, { sessionTimeout: this.options.sessionTimeout ?? 10_000, spinDelay: 200, retries: 0 });
     const generation = ++this.generation;
     const current = () => generation === this.generation && !this.closed;
     client.on('connected', () => current() && this.emit('connected'));
@@ -131,6 +163,16 @@ export class ZooKeeper extends EventEmitter {
     });
   }
 
+  /** The client's connection manager (node-zookeeper-client's lib/ConnectionManager.js). */
+  private get connection(): { state: number; socket?: net.Socket } | undefined {
+    return (this.client as unknown as { connectionManager?: { state: number; socket?: net.Socket } }).connectionManager;
+  }
+
+  /** Drops the TCP connection as a network failure would (for tests); the client reconnects by itself. */
+  dropConnection(): void {
+    this.connection?.socket?.destroy();
+  }
+
   /** Resolves once connected; rejects after `timeoutMs`. */
   waitConnected(timeoutMs: number): Promise<void> {
     if (this.connected) return Promise.resolve();
@@ -153,6 +195,11 @@ export class ZooKeeper extends EventEmitter {
   /** The session id, 16 hex digits. */
   get sessionId(): string {
     return this.client.getSessionId().toString('hex');
+  }
+
+  /** The session timeout the server granted, ms (DISC-ZK-4). */
+  get sessionTimeout(): number {
+    return this.client.getSessionTimeout();
   }
 
   /** The session's id and password: enough for a test to end this session (see {@link expireSession}). */
@@ -253,6 +300,7 @@ export class ZooKeeper extends EventEmitter {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    clearInterval(this.watchdog);
     this.client.close();
     this.removeAllListeners();
   }
@@ -309,42 +357,74 @@ export class ChildrenWatch {
   }
 }
 
-/** Joins a session with its id and password, then closes it: the server ends the session. */
-async function joinAndClose(connectionString: string, credentials: { sessionId: Buffer; sessionPassword: Buffer }, timeoutMs: number): Promise<void> {
-  const client = createClient(connectionString, { sessionTimeout: 10_000, spinDelay: 50, ...credentials } as Parameters<typeof createClient>[1]);
-  const joined = await new Promise<boolean>((resolve) => {
-    const timer = setTimeout(() => resolve(false), timeoutMs);
-    client.once('connected', () => (clearTimeout(timer), resolve(true)));
-    client.once('expired', () => (clearTimeout(timer), resolve(false)));
-    client.connect();
-  });
-  await new Promise<void>((resolve) => {
-    const timer = setTimeout(resolve, timeoutMs);
-    client.once('disconnected', () => (clearTimeout(timer), resolve()));
-    client.close();
-    if (!joined) {
+/**
+ * Joins a session with its id and password and closes it at once, on a raw connection: the
+ * connect request (ZooKeeper's jute `ConnectRequest`) and the close request go out in one
+ * write, so that the owner of the session has no time to win it back in between. Resolves
+ * with false when the server did not accept the session.
+ */
+function joinAndClose(connectionString: string, credentials: { sessionId: Buffer; sessionPassword: Buffer }, timeoutMs: number): Promise<boolean> {
+  const first = connectionString.split('/')[0]!.split(',')[0]!;
+  const colon = first.lastIndexOf(':');
+  const host = colon > 0 ? first.slice(0, colon) : first;
+  const port = colon > 0 ? Number(first.slice(colon + 1)) : 2181;
+  const connect = Buffer.alloc(4 + 8 + 4 + 8 + 4 + 16 + 1);
+  let o = 0;
+  o = connect.writeInt32BE(0, o); // protocol version
+  o += 8; // last zxid seen: 0
+  o = connect.writeInt32BE(10_000, o); // session timeout
+  o += credentials.sessionId.copy(connect, o, 0, 8);
+  o = connect.writeInt32BE(16, o);
+  o += credentials.sessionPassword.copy(connect, o, 0, 16);
+  connect.writeUInt8(0, o); // not read-only
+  const close = Buffer.alloc(8);
+  close.writeInt32BE(1, 0); // xid
+  close.writeInt32BE(-11, 4); // closeSession
+  const withLength = (b: Buffer) => {
+    const l = Buffer.alloc(4);
+    l.writeInt32BE(b.length);
+    return Buffer.concat([l, b]);
+  };
+  return new Promise((resolve) => {
+    let answer = Buffer.alloc(0);
+    const socket = net.connect({ host, port });
+    const done = () => {
       clearTimeout(timer);
-      resolve();
-    }
+      socket.destroy();
+      // ConnectResponse: length, protocol version, then the timeout; 0 or less: no such session.
+      resolve(answer.length >= 12 && answer.readInt32BE(8) > 0);
+    };
+    const timer = setTimeout(done, timeoutMs);
+    socket.on('connect', () => socket.write(Buffer.concat([withLength(connect), withLength(close)])));
+    socket.on('data', (d: Buffer) => (answer = Buffer.concat([answer, d])));
+    socket.on('error', done);
+    socket.on('close', done);
   });
 }
 
 /**
- * Ends a session from the outside, as an expiry would (for tests): a second client joins the
- * session with its id and password and closes it, until `zk` has noticed and opened a new
- * session (the owner may win the session back in between, hence the retries). Bounded.
+ * Ends a session from the outside, as an expiry would (for tests): joins the session with its
+ * id and password and closes it (see `joinAndClose`), until `zk` has noticed and opened a new
+ * session; retried in case the owner won the session back first. Bounded by `timeoutMs`.
  */
 export async function expireSession(zk: ZooKeeper, timeoutMs = 15_000): Promise<void> {
   const before = zk.sessionId;
   const credentials = zk.credentials;
   const until = Date.now() + timeoutMs;
+  const renewed = () => zk.sessionId !== before && zk.connected;
+  const wait = async (ms: number) => {
+    const end = Math.min(until, Date.now() + ms);
+    while (!renewed() && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+  };
   while (Date.now() < until) {
     await joinAndClose(zk.connectionString, credentials, Math.max(100, Math.min(5000, until - Date.now())));
-    const settle = Date.now() + 2000;
-    while (Date.now() < settle) {
-      if (zk.sessionId !== before && zk.connected) return;
-      await new Promise((r) => setTimeout(r, 20));
-    }
+    await wait(500);
+    if (renewed()) return;
+    // ZooKeeper may leave the owner's newest connection open on a session it closed: make the
+    // owner reconnect, and learn that its session is gone.
+    if (zk.sessionId === before) zk.dropConnection();
+    await wait(1500);
+    if (renewed()) return;
   }
-  throw new DiscoveryError(`session ${before} did not end within ${timeoutMs} ms`);
+  throw new DiscoveryError(`session ${before} did not end within ${timeoutMs} ms (now ${zk.sessionId}, ${zk.connected ? 'connected' : 'not connected'})`);
 }

@@ -259,12 +259,12 @@ describe.skipIf(!installed && !inCI)('with a real ZooKeeper server', () => {
     expect(await zk.children(down)).toEqual([]);
   });
 
-  it('[DISC-FIND-5] [DISC-REG-7] fails over from a stale registration (a crashed primary whose session has not ended) to a live one', async () => {
+  it('[DISC-FIND-5] [DISC-REG-7] [DISC-FIND-9] fails over from a stale registration (a crashed primary whose session has not ended) to a live one', async () => {
     const path = '/stale/providers';
     await zk.ensurePath(path);
     // A node that nobody listens on, sorting before any real port: the secondary tries it first.
     const dead = `127.0.0.1:${await freePort()}`;
-    await zk.createEphemeral(`${path}/${dead}`, registrationData(1));
+    await zk.createEphemeral(`${path}/${dead}`, Buffer.from('not JSON: the data plays no part'));
     const s = await start(['secondary', '--fs', ws.file('s.fs'), '--zookeeper', server.connectionString, '--discover', path, '--reconnect-delay', '0.1']);
     expect(s.ready.from).toBe(dead);
     const p = await start(['primary', '--fs', ws.file('p.fs'), '--listen', '127.0.0.1:0', '--zookeeper', server.connectionString, '--register', path]);
@@ -335,7 +335,7 @@ describe.skipIf(!installed && !inCI)('with a real ZooKeeper server', () => {
     await p.request('shutdown');
   });
 
-  it('[DISC-ZK-3] session expiry: the registrant registers again and the discoverer watches again, in new sessions', async () => {
+  it('[DISC-ZK-3] [DISC-ZK-4] session expiry: the registrant registers again and the discoverer watches again, in new sessions', async () => {
     const path = '/expiry/providers';
     const pfs = ws.file('p.fs');
     let primary = await Primary.start({ fs: pfs, listen: { kind: 'tcp', host: '127.0.0.1', port: 0 } });
@@ -343,11 +343,12 @@ describe.skipIf(!installed && !inCI)('with a real ZooKeeper server', () => {
     const secondary = await Secondary.start({ fs: ws.file('s.fs'), from: null, reconnectDelay: 0.1 });
     const found = await Discovery.start({ zookeeper: server.connectionString, path, secondary });
     expect(found.chosen).toBe(reg.name);
+    expect(reg.zk.sessionTimeout).toBe(10_000);
     let committed: Buffer | null = null;
     secondary.on('committed', (tid: Buffer) => (committed = tid));
 
     // The registrant's session ends: its node vanishes, then comes back from a new session.
-    await expireSession(reg.zk);
+    await expireSession(reg.zk, 30_000);
     const until = Date.now() + 15_000;
     let node = await zk.get(reg.node);
     while ((!node || node.stat.ephemeralOwner.toString('hex') !== reg.zk.sessionId) && Date.now() < until) {
@@ -358,7 +359,7 @@ describe.skipIf(!installed && !inCI)('with a real ZooKeeper server', () => {
     expect(JSON.parse(node!.data.toString())).toEqual({ pid: process.pid });
 
     // The discoverer's session ends: it watches again, and follows a primary that moves.
-    await expireSession(found.zk);
+    await expireSession(found.zk, 30_000);
     await reg.close();
     await primary.close();
     primary = await Primary.start({ fs: pfs, listen: { kind: 'tcp', host: '127.0.0.1', port: 0 } });
