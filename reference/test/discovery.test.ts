@@ -12,25 +12,14 @@ import { findZooKeeper, freePort, HOW_TO_ENABLE, ZooKeeperServer } from '../disc
 import { DiscoveryError, expireSession, ZooKeeper } from '../discovery/zookeeper.ts';
 import { Primary } from '../primary/primary.ts';
 import { Secondary } from '../secondary/secondary.ts';
-import { fileContent, waitFor, workspace } from './helpers.ts';
-import { NodeProcess, records } from './processes.ts';
+import { fileContent, waitFor } from './helpers.ts';
+import { NodeProcess, nodeSession, records } from './processes.ts';
 
-const ws = workspace('discovery');
+const { ws, start } = nodeSession('discovery');
 const installed = findZooKeeper() !== null;
 const inCI = process.env.CI === 'true' || process.env.CI === '1';
 if (!installed && !inCI) console.warn(`ZooKeeper discovery tests skipped: ZooKeeper is not installed; to run them, ${HOW_TO_ENABLE}.`);
 
-const running: NodeProcess[] = [];
-afterAll(async () => {
-  await Promise.all(running.map((n) => n.kill()));
-  ws.cleanup();
-});
-
-async function start(args: string[]) {
-  const n = await NodeProcess.start(args);
-  running.push(n);
-  return n;
-}
 
 async function commit(p: NodeProcess, seed: number): Promise<string> {
   const r = await p.request('commit', { records: records(2, 100, seed), description: `commit ${seed}` });

@@ -1,16 +1,10 @@
 // Status servers (/status, /metrics) and `zrs lag`, as an operator uses them.
 import { spawnSync } from 'node:child_process';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { FileStorageWriter } from '../filestorage/writer.ts';
-import { workspace } from './helpers.ts';
-import { NodeProcess, records, ZRS_BIN } from './processes.ts';
+import { nodeSession, records, ZRS_BIN } from './processes.ts';
 
-const ws = workspace('monitoring');
-const running: NodeProcess[] = [];
-afterAll(async () => {
-  await Promise.all(running.map((n) => n.kill()));
-  ws.cleanup();
-});
+const { ws, start } = nodeSession('monitoring');
 
 const zrs = (...args: string[]) => spawnSync(process.execPath, [ZRS_BIN, ...args], { encoding: 'utf8', timeout: 30_000 });
 
@@ -53,10 +47,8 @@ describe('zrs lag', () => {
 
 describe('status servers', () => {
   it('a primary and a secondary report their state on /status and /metrics; zrs lag reads them', async () => {
-    const p = await NodeProcess.start(['primary', '--fs', ws.file('p.fs'), '--listen', '127.0.0.1:0', '--status-listen', '127.0.0.1:0']);
-    running.push(p);
-    const s = await NodeProcess.start(['secondary', '--fs', ws.file('s.fs'), '--from', p.ready.listen as string, '--status-listen', '127.0.0.1:0', '--reconnect-delay', '0.1']);
-    running.push(s);
+    const p = await start(['primary', '--fs', ws.file('p.fs'), '--listen', '127.0.0.1:0', '--status-listen', '127.0.0.1:0']);
+    const s = await start(['secondary', '--fs', ws.file('s.fs'), '--from', p.ready.listen as string, '--status-listen', '127.0.0.1:0', '--reconnect-delay', '0.1']);
     let last = '';
     for (let i = 0; i < 5; i++) last = (await p.request('commit', { records: records(2, 100, i) })).tid as string;
     await s.committed(last);

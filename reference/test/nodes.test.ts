@@ -1,24 +1,13 @@
 // The `zrs primary`, `zrs secondary` and `zrs run` processes, as a user runs them.
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { checkFile } from '../filestorage/checker.ts';
 import { FileStorageReader } from '../filestorage/reader.ts';
-import { fileContent, workspace } from './helpers.ts';
-import { NodeProcess, records } from './processes.ts';
+import { fileContent } from './helpers.ts';
+import { NodeProcess, nodeSession, records } from './processes.ts';
 
-const ws = workspace('nodes');
-const running: NodeProcess[] = [];
-afterAll(async () => {
-  await Promise.all(running.map((n) => n.kill()));
-  ws.cleanup();
-});
-
-async function start(args: string[]) {
-  const n = await NodeProcess.start(args);
-  running.push(n);
-  return n;
-}
+const { ws, start } = nodeSession('nodes');
 
 async function commit(p: NodeProcess, n: number, size: number, seed: number): Promise<string> {
   const r = await p.request('commit', { records: records(n, size, seed), description: `commit ${seed}` });

@@ -2,6 +2,8 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
+import { afterAll } from 'vitest';
+import { workspace } from './helpers.ts';
 import { REPO_ROOT } from './interop.ts';
 
 export const ZRS_BIN = path.join(REPO_ROOT, 'reference/cli/zrs.mjs');
@@ -74,4 +76,20 @@ export function records(n: number, size: number, seed: number): { oid: string; d
     oid: (seed * 1000 + i).toString(16).padStart(16, '0'),
     data: Buffer.alloc(size, (seed + i) % 251).toString('hex'),
   }));
+}
+
+/** A test file's workspace and node starter: after the file's tests every node it started is killed and the workspace removed. */
+export function nodeSession(prefix: string) {
+  const ws = workspace(prefix);
+  const running: NodeProcess[] = [];
+  afterAll(async () => {
+    await Promise.all(running.map((n) => n.kill()));
+    ws.cleanup();
+  });
+  const start = async (args: string[]) => {
+    const n = await NodeProcess.start(args);
+    running.push(n);
+    return n;
+  };
+  return { ws, start };
 }
