@@ -119,8 +119,16 @@ function markUndone(fs: string, n: number): void {
   closeSync(fd);
 }
 
+/** Where a node registers or discovers (feature `discovery`): a ZooKeeper connection string and a provider path. */
+export interface ZooKeeperPlace {
+  zookeeper: string;
+  providers: string;
+}
+
 /** A primary of the IUT serving a copy of a fixture store (or a new file). */
-export async function startPrimary(o: { store?: string | null; file?: string; blobs?: boolean; listen?: Address; markUndone?: number; follow?: boolean } = {}): Promise<{
+export async function startPrimary(
+  o: { store?: string | null; file?: string; blobs?: boolean; listen?: Address; markUndone?: number; follow?: boolean; register?: ZooKeeperPlace } = {},
+): Promise<{
   node: IutNode;
   address: Address;
   fs: string;
@@ -144,16 +152,20 @@ export async function startPrimary(o: { store?: string | null; file?: string; bl
   const node = await IutNode.start(
     iut,
     'primary',
-    { fs, listen, config, ...(blobDir ? { blobDir } : {}) },
-    { listenPort: address.kind === 'tcp' ? address.port : undefined, follow: o.follow },
+    { fs, listen, config, ...(blobDir ? { blobDir } : {}), ...o.register },
+    {
+      listenPort: address.kind === 'tcp' ? address.port : undefined,
+      extraArgs: [...(o.follow ? iut.primary!.followArgs : []), ...(o.register ? iut.primary!.registerArgs : [])],
+    },
   );
   nodes.add(node);
   return { node, address, fs, blobDir };
 }
 
-/** A secondary of the IUT replicating from `from` into a new file (or `fs`). */
+/** A secondary of the IUT replicating from `from`, or from the primary it discovers, into a new file (or `fs`). */
 export async function startSecondary(o: {
-  from: Address;
+  from?: Address;
+  discover?: ZooKeeperPlace;
   fs?: string;
   blobs?: boolean;
   /** Reuse this blob directory (a restart); implies `blobs`. */
@@ -169,7 +181,8 @@ export async function startSecondary(o: {
   const config = writeConfig(dir, 'secondary', { fs, from: o.from, listen: o.listen, blobDir: blobDir ?? undefined, keepAliveDelay: o.keepAliveDelay });
   const values = {
     fs,
-    from: formatAddress(o.from),
+    ...(o.from ? { from: formatAddress(o.from) } : {}),
+    ...o.discover,
     config,
     reconnectDelay: String(o.reconnectDelay ?? 0.2),
     ...(o.listen ? { listen: formatAddress(o.listen) } : {}),
@@ -178,6 +191,7 @@ export async function startSecondary(o: {
   };
   const node = await IutNode.start(iut, 'secondary', values, {
     listenPort: o.listen?.kind === 'tcp' ? o.listen.port : undefined,
+    extraArgs: o.discover ? iut.secondary!.discoverArgs : [],
   });
   nodes.add(node);
   return { node, fs, blobDir };

@@ -9,11 +9,11 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 
 /** Optional features an implementation may claim. */
-export const FEATURES = ['blobs', 'unix', 'fractionalDelays', 'chaining', 'follow', 'control', 'zconfig'] as const;
+export const FEATURES = ['blobs', 'unix', 'fractionalDelays', 'chaining', 'follow', 'control', 'zconfig', 'discovery'] as const;
 export type Feature = (typeof FEATURES)[number];
 
 /** Placeholders an argument template may use. */
-export const PLACEHOLDERS = ['fs', 'listen', 'from', 'keepAliveDelay', 'reconnectDelay', 'blobDir', 'config'] as const;
+export const PLACEHOLDERS = ['fs', 'listen', 'from', 'keepAliveDelay', 'reconnectDelay', 'blobDir', 'config', 'zookeeper', 'providers'] as const;
 export type Placeholder = (typeof PLACEHOLDERS)[number];
 
 /** An argument template: words, and groups of words kept only when all their placeholders have values. */
@@ -28,6 +28,10 @@ export interface RoleCommand {
   args: Template;
   /** Extra arguments (a primary's) that make it follow a file another process writes (feature `follow`). */
   followArgs: Template;
+  /** Extra arguments (a primary's) that make it register in ZooKeeper (feature `discovery`). */
+  registerArgs: Template;
+  /** Extra arguments (a secondary's, started without `from`) that make it find its primary in ZooKeeper (feature `discovery`). */
+  discoverArgs: Template;
   /** Extra environment variables. */
   env: Record<string, string>;
   ready: Readiness;
@@ -101,16 +105,22 @@ function readiness(file: string, where: string, v: Json | undefined): Readiness 
 
 function role(file: string, where: string, v: Json | undefined, features: Set<Feature>): RoleCommand | null {
   if (v === undefined || v === null) return null;
-  const o = object(file, where, v, ['command', 'args', 'env', 'ready', 'followArgs']);
+  const o = object(file, where, v, ['command', 'args', 'env', 'ready', 'followArgs', 'registerArgs', 'discoverArgs']);
   const env = o.env === undefined ? {} : object(file, `${where}.env`, o.env, Object.keys(o.env as object));
   for (const [k, x] of Object.entries(env)) if (typeof x !== 'string') fail(file, `${where}.env.${k}`, 'must be a string');
   const ready = readiness(file, `${where}.ready`, o.ready);
   if (ready.kind === 'control' && !features.has('control')) fail(file, `${where}.ready`, '"control" needs the feature "control"');
-  if (o.followArgs !== undefined && !features.has('follow')) fail(file, `${where}.followArgs`, 'needs the feature "follow"');
+  const extra = (key: 'followArgs' | 'registerArgs' | 'discoverArgs', feature: Feature): Template => {
+    if (o[key] === undefined) return [];
+    if (!features.has(feature)) fail(file, `${where}.${key}`, `needs the feature "${feature}"`);
+    return template(file, `${where}.${key}`, o[key]);
+  };
   return {
     command: string(file, `${where}.command`, o.command),
     args: template(file, `${where}.args`, o.args),
-    followArgs: o.followArgs === undefined ? [] : template(file, `${where}.followArgs`, o.followArgs),
+    followArgs: extra('followArgs', 'follow'),
+    registerArgs: extra('registerArgs', 'discovery'),
+    discoverArgs: extra('discoverArgs', 'discovery'),
     env: env as Record<string, string>,
     ready,
   };

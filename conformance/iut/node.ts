@@ -8,7 +8,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import net from 'node:net';
 import { createInterface } from 'node:readline';
-import { type Descriptor, expandArgs, type Placeholder } from './descriptor.ts';
+import { type Descriptor, expandArgs, type Placeholder, type Template } from './descriptor.ts';
 
 /** A message of the control channel (a response or an event), or `{ line }` for other output. */
 export type ControlMessage = Record<string, unknown>;
@@ -104,12 +104,12 @@ export class IutNode {
     iut: Descriptor,
     role: 'primary' | 'secondary',
     values: Partial<Record<Placeholder, string>>,
-    options: { listenPort?: number; timeoutMs?: number; follow?: boolean } = {},
+    options: { listenPort?: number; timeoutMs?: number; extraArgs?: Template } = {},
   ): Promise<IutNode> {
     const cmd = iut[role];
     if (!cmd) throw new NodeError(`${iut.name} describes no ${role}`);
     hookExit();
-    const argv = [...expandArgs(cmd.args, values), ...(options.follow ? expandArgs(cmd.followArgs, values) : [])];
+    const argv = [...expandArgs(cmd.args, values), ...expandArgs(options.extraArgs ?? [], values)];
     const proc = spawn(cmd.command, argv, { cwd: iut.dir, env: { ...process.env, ...cmd.env }, stdio: ['pipe', 'pipe', 'pipe'] });
     const node = new IutNode(role, proc, argv);
     const timeoutMs = options.timeoutMs ?? 20_000;

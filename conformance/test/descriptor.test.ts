@@ -31,6 +31,9 @@ describe('IUT descriptors', () => {
     ['an unknown feature', { name: 'x', primary, features: ['teleport'] }, /\$\.features\[0\]: unknown feature "teleport"/],
     ['an unknown placeholder', { name: 'x', primary: { ...primary, args: ['{port}'] } }, /\$\.primary\.args\[0\]: unknown placeholder \{port\}/],
     ['control readiness without the feature', { name: 'x', primary: { ...primary, ready: 'control' } }, /needs the feature "control"/],
+    ['followArgs without the feature', { name: 'x', primary: { ...primary, followArgs: ['--follow'] } }, /\$\.primary\.followArgs: needs the feature "follow"/],
+    ['registerArgs without the feature', { name: 'x', primary: { ...primary, registerArgs: ['--register', '{providers}'] } }, /\$\.primary\.registerArgs: needs the feature "discovery"/],
+    ['discoverArgs with an unknown placeholder', { name: 'x', features: ['discovery'], secondary: { ...primary, discoverArgs: ['{zk}'] } }, /\$\.secondary\.discoverArgs\[0\]: unknown placeholder \{zk\}/],
     ['a bad stdout pattern', { name: 'x', primary: { ...primary, ready: { stdout: '(' } } }, /\$\.primary\.ready\.stdout: not a regular expression/],
   ])('refuses %s, naming the file and the JSON path', (_name, content, message) => {
     const f = write(content);
