@@ -149,3 +149,65 @@ describe(`discovery, discovering: ${secondary.name}`, () => {
     }
   });
 });
+
+describe(`discovery, session expiry: ${primary.name} / ${secondary.name}`, () => {
+  // A ZooKeeper of its own whose sessions last at most 2 s (20 ticks of 100 ms): a node paused
+  // for 5 s comes back to an expired session, whatever timeout it asked for.
+  let brief: ZooKeeperServer | null = null;
+  let look: ZooKeeper | null = null;
+  beforeAll(async () => {
+    if (!claimed || !findZooKeeper()) return;
+    brief = await ZooKeeperServer.start({ tickTime: 100 });
+    look = await ZooKeeper.open(brief.connectionString);
+  }, 60_000);
+  afterAll(async () => {
+    look?.close();
+    await brief?.close();
+  });
+
+  /** Pauses a node past its session's end, then lets it go on. */
+  async function pausePastExpiry(proc: { pid?: number }) {
+    process.kill(proc.pid!, 'SIGSTOP');
+    try {
+      await sleep(5000);
+    } finally {
+      process.kill(proc.pid!, 'SIGCONT');
+    }
+  }
+
+  it('[DISC-ZK-3] [DISC-REG-2] a primary whose session expired opens a new one and registers again', async (ctx) => {
+    requires(ctx, primary, 'primary', 'discovery');
+    if (!brief || !look) ctx.skip(`ZooKeeper is not installed; to run these cases, ${HOW_TO_ENABLE}`);
+    const providers = `/expiry${++paths}/providers`;
+    await look!.ensurePath(providers);
+    const listen = await loopback();
+    const name = `127.0.0.1:${listen.port}`;
+    const p = await startPrimary({ listen, register: { zookeeper: brief!.connectionString, providers } });
+    const before = Buffer.from((await look!.get(`${providers}/${name}`))!.stat.ephemeralOwner).toString('hex');
+    await pausePastExpiry(p.node.proc);
+    const again = await until('the registration in a new session', async () => {
+      const n = await look!.get(`${providers}/${name}`);
+      const owner = n && Buffer.from(n.stat.ephemeralOwner).toString('hex');
+      return owner && owner !== before ? owner : null;
+    }, 20_000);
+    expect(again).not.toBe(before);
+  });
+
+  it('[DISC-ZK-3] [DISC-FIND-1] a secondary whose session expired watches its provider path again', async (ctx) => {
+    requires(ctx, secondary, 'secondary', 'discovery');
+    if (!brief || !look) ctx.skip(`ZooKeeper is not installed; to run these cases, ${HOW_TO_ENABLE}`);
+    const providers = `/expiry${++paths}/providers`;
+    await look!.ensurePath(providers);
+    const fake = await FakePrimary.listen(() => undefined);
+    try {
+      const s = await startSecondary({ discover: { zookeeper: brief!.connectionString, providers }, reconnectDelay: 0.1 });
+      await sleep(500);
+      await pausePastExpiry(s.node.proc);
+      await sleep(3000); // time to find out and open a new session
+      await look!.createEphemeral(`${providers}/${formatAddress(fake.address)}`, Buffer.alloc(0));
+      await fake.connection(0, 20_000);
+    } finally {
+      fake.close();
+    }
+  });
+});
