@@ -109,6 +109,21 @@ function writeConfig(dir: string, name: string, o: { fs: string; listen?: Addres
   return file;
 }
 
+/**
+ * A node of the IUT started from a configuration file whose `<zrs>` section holds `settings`
+ * (lines such as `replicate-from /db/providers`) and a new FileStorage (feature `zconfig`).
+ */
+export async function startFromConfig(role: 'primary' | 'secondary', settings: string[], o: { reconnectDelay?: number } = {}): Promise<{ node: IutNode; fs: string }> {
+  const iut = role === 'primary' ? primaryIut() : secondaryIut();
+  const dir = workdir();
+  const fs = path.join(dir, 'Data.fs');
+  const config = path.join(dir, `${role}.conf`);
+  writeFileSync(config, ['%import zc.zrs', '<zrs>', ...settings.map((l) => `  ${l}`), '  <filestorage>', `    path ${fs}`, '  </filestorage>', '</zrs>', ''].join('\n'));
+  const node = await IutNode.start(iut, role, { fs, config, reconnectDelay: String(o.reconnectDelay ?? 0.2) }, { fromConfig: true });
+  nodes.add(node);
+  return { node, fs };
+}
+
 /** Gives the `n`-th transaction of a file the obsolete status `u` (which no primary sends). */
 function markUndone(fs: string, n: number): void {
   const r = FileStorageReader.open(fs);

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vit
 import { findZooKeeper, HOW_TO_ENABLE, ZooKeeperServer } from '../../reference/discovery/server.ts';
 import { ZooKeeper } from '../../reference/discovery/zookeeper.ts';
 import { formatAddress } from '../../reference/net/address.ts';
-import { loopback, primaryIut, requires, secondaryIut, startPrimary, startSecondary, workdir } from '../context.ts';
+import { loopback, primaryIut, requires, secondaryIut, startFromConfig, startPrimary, startSecondary, workdir } from '../context.ts';
 import { FakePrimary } from '../peers/fake-primary.ts';
 import { sleep } from '../peers/fake-secondary.ts';
 
@@ -209,5 +209,43 @@ describe(`discovery, session expiry: ${primary.name} / ${secondary.name}`, () =>
     } finally {
       fake.close();
     }
+  });
+});
+
+describe(`discovery, configuration files: ${primary.name} / ${secondary.name}`, () => {
+  it.for(['zookeeper', 'replicate-from-zookeeper'] as const)(
+    '[DISC-CONF-2] a secondary whose configuration has %s takes replicate-from as a provider path and connects to the primary registered there',
+    async (key, ctx) => {
+      requires(ctx, secondary, 'secondary', 'discovery', 'zconfig');
+      const { zookeeper, providers, zk } = await place(ctx);
+      const fake = await FakePrimary.listen(() => undefined);
+      try {
+        await zk.createEphemeral(`${providers}/${formatAddress(fake.address)}`, Buffer.from('{"pid":1}'));
+        await startFromConfig('secondary', [`${key} ${zookeeper}`, `replicate-from ${providers}`], { reconnectDelay: 0.1 });
+        await fake.connection(0, 15_000);
+      } finally {
+        fake.close();
+      }
+    },
+  );
+
+  const refused = [
+    ['primary', 'a relative provider path', ['replicate-to db/replication/providers']],
+    ['primary', 'a provider path with an empty component', ['replicate-to /db//providers']],
+    ['secondary', 'a provider path with a .. component', ['replicate-from /db/../providers']],
+    ['secondary', 'equal replicate-to and replicate-from paths', ['replicate-from /db/providers', 'replicate-to /db/providers']],
+  ] as const;
+  it.for(refused)('[DISC-CONF-3] [DISC-CONF-4] [CONF-PROC-3] a %s configured with ZooKeeper and %s refuses to start', async ([role, , settings], ctx) => {
+    requires(ctx, role === 'primary' ? primary : secondary, role, 'discovery', 'zconfig');
+    const { zookeeper } = await place(ctx);
+    await expect(startFromConfig(role, [`zookeeper ${zookeeper}`, ...settings])).rejects.toThrow(/exited \((?!0\))/);
+  });
+
+  it.for(['primary', 'secondary'] as const)('[DISC-CONF-5] a %s that does not offer discovery refuses a configuration with the zookeeper key', async (role, ctx) => {
+    const iut = role === 'primary' ? primary : secondary;
+    requires(ctx, iut, role, 'zconfig');
+    if (iut.features.has('discovery')) ctx.skip(`unsupported: ${iut.name} offers discovery`);
+    const setting = role === 'primary' ? 'replicate-to /db/providers' : 'replicate-from /db/providers';
+    await expect(startFromConfig(role, ['zookeeper 127.0.0.1:2181', setting])).rejects.toThrow(/exited \((?!0\))/);
   });
 });

@@ -28,6 +28,8 @@ export interface RoleCommand {
   args: Template;
   /** Extra arguments (a primary's) that make it follow a file another process writes (feature `follow`). */
   followArgs: Template;
+  /** Arguments used instead of `args` when a case starts the node from a configuration file it wrote, `{config}` (feature `zconfig`); `args` when absent. */
+  configArgs: Template | null;
   /** Extra arguments (a primary's) that make it register in ZooKeeper (feature `discovery`). */
   registerArgs: Template;
   /** Extra arguments (a secondary's, started without `from`) that make it find its primary in ZooKeeper (feature `discovery`). */
@@ -105,22 +107,23 @@ function readiness(file: string, where: string, v: Json | undefined): Readiness 
 
 function role(file: string, where: string, v: Json | undefined, features: Set<Feature>): RoleCommand | null {
   if (v === undefined || v === null) return null;
-  const o = object(file, where, v, ['command', 'args', 'env', 'ready', 'followArgs', 'registerArgs', 'discoverArgs']);
+  const o = object(file, where, v, ['command', 'args', 'env', 'ready', 'followArgs', 'registerArgs', 'discoverArgs', 'configArgs']);
   const env = o.env === undefined ? {} : object(file, `${where}.env`, o.env, Object.keys(o.env as object));
   for (const [k, x] of Object.entries(env)) if (typeof x !== 'string') fail(file, `${where}.env.${k}`, 'must be a string');
   const ready = readiness(file, `${where}.ready`, o.ready);
   if (ready.kind === 'control' && !features.has('control')) fail(file, `${where}.ready`, '"control" needs the feature "control"');
-  const extra = (key: 'followArgs' | 'registerArgs' | 'discoverArgs', feature: Feature): Template => {
-    if (o[key] === undefined) return [];
+  const extra = (key: 'followArgs' | 'registerArgs' | 'discoverArgs' | 'configArgs', feature: Feature): Template | null => {
+    if (o[key] === undefined) return null;
     if (!features.has(feature)) fail(file, `${where}.${key}`, `needs the feature "${feature}"`);
     return template(file, `${where}.${key}`, o[key]);
   };
   return {
     command: string(file, `${where}.command`, o.command),
     args: template(file, `${where}.args`, o.args),
-    followArgs: extra('followArgs', 'follow'),
-    registerArgs: extra('registerArgs', 'discovery'),
-    discoverArgs: extra('discoverArgs', 'discovery'),
+    followArgs: extra('followArgs', 'follow') ?? [],
+    registerArgs: extra('registerArgs', 'discovery') ?? [],
+    discoverArgs: extra('discoverArgs', 'discovery') ?? [],
+    configArgs: extra('configArgs', 'zconfig'),
     env: env as Record<string, string>,
     ready,
   };

@@ -104,12 +104,13 @@ export class IutNode {
     iut: Descriptor,
     role: 'primary' | 'secondary',
     values: Partial<Record<Placeholder, string>>,
-    options: { listenPort?: number; timeoutMs?: number; extraArgs?: Template } = {},
+    options: { listenPort?: number; timeoutMs?: number; extraArgs?: Template; fromConfig?: boolean } = {},
   ): Promise<IutNode> {
     const cmd = iut[role];
     if (!cmd) throw new NodeError(`${iut.name} describes no ${role}`);
     hookExit();
-    const argv = [...expandArgs(cmd.args, values), ...expandArgs(options.extraArgs ?? [], values)];
+    const base = options.fromConfig ? (cmd.configArgs ?? cmd.args) : cmd.args;
+    const argv = [...expandArgs(base, values), ...expandArgs(options.extraArgs ?? [], values)];
     const proc = spawn(cmd.command, argv, { cwd: iut.dir, env: { ...process.env, ...cmd.env }, stdio: ['pipe', 'pipe', 'pipe'] });
     const node = new IutNode(role, proc, argv);
     const timeoutMs = options.timeoutMs ?? 20_000;

@@ -34,6 +34,7 @@ describe('IUT descriptors', () => {
     ['followArgs without the feature', { name: 'x', primary: { ...primary, followArgs: ['--follow'] } }, /\$\.primary\.followArgs: needs the feature "follow"/],
     ['registerArgs without the feature', { name: 'x', primary: { ...primary, registerArgs: ['--register', '{providers}'] } }, /\$\.primary\.registerArgs: needs the feature "discovery"/],
     ['discoverArgs with an unknown placeholder', { name: 'x', features: ['discovery'], secondary: { ...primary, discoverArgs: ['{zk}'] } }, /\$\.secondary\.discoverArgs\[0\]: unknown placeholder \{zk\}/],
+    ['configArgs without the feature', { name: 'x', primary: { ...primary, configArgs: ['{config}'] } }, /\$\.primary\.configArgs: needs the feature "zconfig"/],
     ['a bad stdout pattern', { name: 'x', primary: { ...primary, ready: { stdout: '(' } } }, /\$\.primary\.ready\.stdout: not a regular expression/],
   ])('refuses %s, naming the file and the JSON path', (_name, content, message) => {
     const f = write(content);

@@ -1,16 +1,13 @@
 // Spec coverage by the conformance suite: every MUST and MUST NOT of the registry that an
 // outside observer can test is cited by a conformance case (conformance/cases/*.case.ts,
 // the IDs bracketed at the start of a test title); the others are listed, each with the
-// reason it cannot be observed, in conformance/not-observable.json; a few that are observable
-// but whose case is still to be written are listed in conformance/uncovered.json, each with the
-// open issue that tracks the case.
+// reason it cannot be observed, in conformance/not-observable.json.
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { buildRegistry, findCitations, REPO_ROOT } from '../tools/requirements.ts';
 
 const LIST = path.join(REPO_ROOT, 'conformance/not-observable.json');
-const UNCOVERED = path.join(REPO_ROOT, 'conformance/uncovered.json');
 const CASES = `conformance${path.sep}cases${path.sep}`;
 
 describe('spec coverage by the conformance suite', () => {
@@ -29,10 +26,9 @@ describe('spec coverage by the conformance suite', () => {
   });
 
   const reasons = new Map(Object.entries((listed ?? {}) as Record<string, unknown>));
-  const pending = new Map(Object.entries(JSON.parse(readFileSync(UNCOVERED, 'utf8')) as Record<string, unknown>));
 
   it('every MUST and MUST NOT is cited by a conformance case or listed as not observable', () => {
-    const missing = strong.filter((r) => !citedByCases.has(r.id) && !reasons.has(r.id) && !pending.has(r.id)).map((r) => `${r.id} (${r.document} § ${r.section})`);
+    const missing = strong.filter((r) => !citedByCases.has(r.id) && !reasons.has(r.id)).map((r) => `${r.id} (${r.document} § ${r.section})`);
     expect(missing, 'write a case for each, or list it with the reason it cannot be observed').toEqual([]);
   });
 
@@ -51,12 +47,5 @@ describe('spec coverage by the conformance suite', () => {
   it('every listed ID has a reason', () => {
     const empty = [...reasons].filter(([, reason]) => typeof reason !== 'string' || reason.trim() === '').map(([id]) => id);
     expect(empty).toEqual([]);
-  });
-
-  it('every requirement awaiting its case is an uncited MUST, not also listed as not observable, and names the issue that tracks it', () => {
-    const wrong = [...pending]
-      .filter(([id, why]) => !['MUST', 'MUST NOT'].includes(byId.get(id)?.level ?? '') || citedByCases.has(id) || reasons.has(id) || typeof why !== 'string' || !/\bissue \d+\b/.test(why))
-      .map(([id]) => id);
-    expect(wrong, 'fix or remove these in conformance/uncovered.json').toEqual([]);
   });
 });
