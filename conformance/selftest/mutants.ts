@@ -6,6 +6,7 @@
  */
 import { createHash } from 'node:crypto';
 import net from 'node:net';
+import { Discovery } from '../../reference/discovery/discover.ts';
 import { SecondaryApplier } from '../../reference/secondary/applier.ts';
 import { RunningChecksum } from '../../reference/checksum.ts';
 import { BlobDirectory } from '../../reference/filestorage/blobs.ts';
@@ -216,6 +217,18 @@ export const MUTATIONS: Record<string, Mutation> = {
         const b = Buffer.from(bytes);
         b.write('zrs2.1', at);
         return b;
+      });
+    },
+  },
+  'discovery-reads-once': {
+    breaks: 'DISC-FIND-1',
+    role: 'secondary',
+    what: 'reads the provider path once at start and ignores every later change',
+    apply() {
+      patch(Discovery, 'update', (original) => function (this: Any, children: unknown) {
+        if (this.mutantRead) return;
+        this.mutantRead = true;
+        return original.call(this, children);
       });
     },
   },
