@@ -170,7 +170,7 @@ describe(`end to end: ${title}`, () => {
     if (result.failed) {
       const transcript = failing ? saveTranscript(ctx.task.name, failing) : '(none)';
       const replay = replayCommand(result.counterexamplePath ?? '', 'random commits and random faults');
-      throw new Error(`counterexample: ${fc.stringify(result.counterexample)}\nreplay: ${replay}\nwire transcript: ${transcript}\n${result.errorInstance ?? ''}`);
+      throw new Error(`counterexample: ${JSON.stringify(result.counterexample)}\nreplay: ${replay}\nwire transcript: ${transcript}\n${result.errorInstance ?? ''}`);
     }
   }, PROPERTY_TIMEOUT_MS);
 
