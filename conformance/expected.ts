@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { type PickleValue, PyDict, PyTuple } from '../reference/pickle/values.ts';
+import { pickleToManifestJson } from '../reference/pickle/json.ts';
 import { FIXTURES } from './env.ts';
 import type { ReceivedTransaction } from './peers/fake-secondary.ts';
 
@@ -25,15 +25,6 @@ export function expectedTransactions(store: string, startTid = '0000000000000000
   return m.transaction_log.filter((t) => t.tid > startTid && t.status !== 'u');
 }
 
-/** The manifests' rendering of extension values. */
-function render(v: PickleValue): unknown {
-  if (v instanceof PyDict) return { dict: v.entries.map(([k, x]) => [render(k), render(x)]) };
-  if (Array.isArray(v)) return { list: v.map(render) };
-  if (v instanceof PyTuple) return { list: v.items.map(render) };
-  if (v instanceof Uint8Array) return { bytes: Buffer.from(v).toString('hex') };
-  if (typeof v === 'bigint') return Number(v);
-  return v;
-}
 
 const hex = (b: Uint8Array | null) => (b === null ? null : Buffer.from(b).toString('hex'));
 const sha = (b: Uint8Array | null) => (b === null ? null : createHash('sha256').update(b).digest('hex'));
@@ -51,7 +42,7 @@ export function firstDifference(received: ReceivedTransaction[], expected: Manif
       ['status', t.status, want.status],
       ['user', hex(t.user), want.user_hex],
       ['description', hex(t.description), want.description_hex],
-      ['extension', JSON.stringify(render(t.extension)), JSON.stringify(want.extension)],
+      ['extension', JSON.stringify(pickleToManifestJson(t.extension)), JSON.stringify(want.extension)],
       ['record count', got.records.length, want.records.length],
     ];
     for (const [name, a, b] of fields) if (a !== b) return `transaction ${want.tid}: ${name} is ${String(a)}, expected ${String(b)}`;

@@ -63,11 +63,6 @@ export class FrameDecoder {
     return this.headerFill === 0 && this.expected < 0;
   }
 
-  /** Bytes of the current partial frame received so far (header included). */
-  get buffered(): number {
-    return this.headerFill + this.partsLength;
-  }
-
   /**
    * Consumes `chunk` and returns the payloads it completed. Payloads may share memory with
    * `chunk`. An oversized header throws {@link FrameTooLargeError}, carrying the frames

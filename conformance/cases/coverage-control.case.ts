@@ -461,6 +461,14 @@ describe(`nodes that cannot start: ${primary.name}`, () => {
     },
   );
 
+  it('[WIRE-CHAIN-4] [CONF-PROC-3] a chained secondary told to listen on the address it replicates from refuses to start', async (ctx) => {
+    requires(ctx, secondary, 'secondary', 'chaining');
+    const address = await loopback(); // nothing listens there: only the rule can stop it
+    const r = await startSecondary({ from: address, listen: address }).catch((e: Error) => e);
+    expect(r, 'it started, listening on the address it replicates from').toBeInstanceOf(Error);
+    expect((r as Error).message).toMatch(/exited \((?!0\))/);
+  });
+
   it('[CONF-PROC-3] a primary whose address is in use exits with a non-zero status and names the address', async (ctx) => {
     requires(ctx, primary, 'primary');
     const holder = net.createServer();

@@ -6,13 +6,11 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { checkFile } from '../../reference/filestorage/checker.ts';
 import { fileContent, type TransactionContent } from '../../reference/filestorage/content.ts';
-import { primaryIut, PROPERTY_TIMEOUT_MS, propertyParameters, replayCommand, requires, secondaryIut, startPrimary, startSecondary, transcriptDir, workdir } from '../context.ts';
+import { loopback, primaryIut, PROPERTY_TIMEOUT_MS, propertyParameters, replayCommand, requires, SEED, secondaryIut, startPrimary, startSecondary, transcriptDir, workdir } from '../context.ts';
 import { REPO_ROOT } from '../env.ts';
-import { FaultProxy } from '../proxy/fault-proxy.ts';
-import { loadPickle } from '../../reference/pickle/decoder.ts';
-import { pickleToJson } from '../../reference/pickle/json.ts';
+import { FaultProxy, prng } from '../proxy/fault-proxy.ts';
+import { byValue } from '../file-checks.ts';
 import { sleep } from '../peers/fake-secondary.ts';
-import { SEED } from '../context.ts';
 
 const primary = primaryIut();
 const secondary = secondaryIut();
@@ -36,11 +34,7 @@ async function converged(s: Awaited<ReturnType<typeof startSecondary>>, tid: str
  * with the extension compared as the value it decodes to (a secondary writes it as ZODB on
  * Python 3 does, whatever pickle the primary's file held: DEV-EXTBYTES-1).
  */
-function replicated(content: TransactionContent[]) {
-  return content
-    .filter((t) => t.status !== 'u')
-    .map((t) => ({ ...t, extension: t.extension ? JSON.stringify(pickleToJson(loadPickle(Buffer.from(t.extension, 'hex')))) : '{}' }));
-}
+const replicated = (content: TransactionContent[]) => byValue(content.filter((t) => t.status !== 'u'));
 
 /** Saves what went through the proxy, for a failing case. */
 function saveTranscript(name: string, proxy: FaultProxy): string {
@@ -104,7 +98,7 @@ describe(`end to end: ${title}`, () => {
     requires(ctx, primary, 'primary', 'control');
     requires(ctx, secondary, 'secondary', 'chaining', 'control');
     const p = await startPrimary({ store: 'small' });
-    const middle = await startSecondary({ from: p.address, listen: await (await import('../context.ts')).loopback() });
+    const middle = await startSecondary({ from: p.address, listen: await loopback() });
     const listen = middle.node.ready?.listen as string;
     const leaf = await startSecondary({ from: { kind: 'tcp', host: '127.0.0.1', port: Number(listen.split(':').pop()) } });
     const r = await p.node.request('commit', { records: records(2, 100) });
@@ -204,7 +198,7 @@ describe(`end to end: ${title}`, () => {
     requires(ctx, secondary, 'secondary', 'control');
     const p = await startPrimary();
     const fs = path.join(workdir(), 'Data.fs');
-    const random = (await import('../proxy/fault-proxy.ts')).prng(SEED);
+    const random = prng(SEED);
     let lastTid = '';
     for (let round = 0; round < 4; round++) {
       const s = await startSecondary({ from: p.address, fs });

@@ -43,7 +43,8 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
-async function accepts(port: number): Promise<boolean> {
+/** Whether something accepts TCP connections on a loopback port. */
+export async function accepts(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const s = net.connect({ host: '127.0.0.1', port });
     s.once('connect', () => (s.destroy(), resolve(true)));

@@ -20,14 +20,22 @@ import { generateLog, type LogShape } from './generate.ts';
 import { BenchNode } from './nodes.ts';
 
 const MB = 1 << 20;
+/** The benchmark cases `--only` chooses from. */
+const CASES = ['catch-up', 'latency', 'fan-out', 'memory', 'harness'];
+
 const { values: opts } = parseArgs({
   options: {
     quick: { type: 'boolean', default: false },
     out: { type: 'string', default: 'reports/bench.json' },
-    only: { type: 'string', default: 'catch-up,latency,fan-out,memory,harness' },
+    only: { type: 'string', default: CASES.join(',') },
   },
 });
 const ONLY = new Set(opts.only!.split(','));
+for (const name of ONLY) {
+  if (CASES.includes(name)) continue;
+  console.error(`bench: --only: unknown case ${JSON.stringify(name)}; the cases are ${CASES.join(', ')}`);
+  process.exit(2);
+}
 const QUICK = opts.quick!;
 const RUNS = QUICK ? 1 : 3;
 const work = mkdtempSync(path.join(tmpdir(), 'zrs-bench-'));

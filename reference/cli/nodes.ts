@@ -16,6 +16,7 @@ import { hex8 } from '../timestamp.ts';
 import { type ControlTarget, serveControl } from './control.ts';
 import { type Output, UsageError } from './output.ts';
 import { readZrsConfig } from './zconfig.ts';
+import { isZooKeeperPath } from '../discovery/path.ts';
 
 type OptionSpec = Record<string, { type: 'string' | 'boolean'; default?: string }>;
 
@@ -113,7 +114,7 @@ function registration(v: Record<string, string | boolean | undefined>): { zookee
     return null;
   }
   const path = required(v, 'register');
-  if (!path.startsWith('/')) throw new UsageError(`--register takes a ZooKeeper path starting with /, not ${JSON.stringify(path)}`);
+  if (!isZooKeeperPath(path)) throw new UsageError(`--register takes a ZooKeeper path such as /db/replication/providers (absolute, without empty, "." or ".." components), not ${JSON.stringify(path)}`);
   if (typeof v.zookeeper !== 'string' || v.zookeeper === '') throw new UsageError('--register needs --zookeeper CONNECTION-STRING');
   return { zookeeper: v.zookeeper, path };
 }
@@ -225,7 +226,7 @@ function discovery(v: Record<string, string | boolean | undefined>): { zookeeper
   }
   if (v.from !== undefined) throw new UsageError('give either --from or --discover, not both');
   const path = required(v, 'discover');
-  if (!path.startsWith('/')) throw new UsageError(`--discover takes a ZooKeeper path starting with /, not ${JSON.stringify(path)}`);
+  if (!isZooKeeperPath(path)) throw new UsageError(`--discover takes a ZooKeeper path such as /db/replication/providers (absolute, without empty, "." or ".." components), not ${JSON.stringify(path)}`);
   const zookeeper = v['discover-zookeeper'] ?? v.zookeeper;
   if (typeof zookeeper !== 'string' || zookeeper === '') throw new UsageError('--discover needs --zookeeper (or --discover-zookeeper) CONNECTION-STRING');
   return { zookeeper, path };

@@ -9,6 +9,7 @@
 import { readFileSync } from 'node:fs';
 import { ZrsError } from '../errors.ts';
 import { type Address, parseAddress, sameAddress } from '../net/address.ts';
+import { isZooKeeperPath } from '../discovery/path.ts';
 
 /** A configuration file is malformed or invalid. */
 export class ConfigError extends ZrsError {
@@ -135,8 +136,7 @@ export function readZrsConfig(file: string): ZrsConfig {
   const zkPath = (key: string): string | null => {
     const k = zrs.keys.get(key);
     if (!k) return null;
-    const ok = k.value.startsWith('/') && (k.value === '/' || k.value.slice(1).split('/').every((c) => c !== '' && c !== '.' && c !== '..'));
-    if (!ok) throw new ConfigError(file, k.line, `${key}: with ZooKeeper this is a ZooKeeper path such as /db/replication/providers, not ${JSON.stringify(k.value)}`);
+    if (!isZooKeeperPath(k.value)) throw new ConfigError(file, k.line, `${key}: with ZooKeeper this is a ZooKeeper path such as /db/replication/providers, not ${JSON.stringify(k.value)}`);
     return k.value;
   };
   const address = (key: string): Address | null => {

@@ -23,6 +23,7 @@ import {
 } from 'node-zookeeper-client';
 import { ZrsError } from '../errors.ts';
 import { type Logger, silentLogger } from '../net/log.ts';
+import { isZooKeeperPath } from './path.ts';
 
 /** ZooKeeper could not be reached in time, or refused an operation. */
 export class DiscoveryError extends ZrsError {
@@ -65,10 +66,9 @@ export const isNoNode = (e: unknown) => isCode(e, Exception.NO_NODE);
 /** True for ZooKeeper's "node exists" error. */
 export const isNodeExists = (e: unknown) => isCode(e, Exception.NODE_EXISTS);
 
-/** Checks a ZooKeeper path: absolute, no empty, `.` or `..` component, no trailing `/`. */
+/** Checks a ZooKeeper path (see {@link isZooKeeperPath}). */
 export function checkPath(p: string): string {
-  const ok = p === '/' || (p.startsWith('/') && p.slice(1).split('/').every((c) => c !== '' && c !== '.' && c !== '..'));
-  if (!ok) throw new DiscoveryError(`${JSON.stringify(p)} is not a ZooKeeper path (absolute, without empty, "." or ".." components)`, 'DISC-CONF-3');
+  if (!isZooKeeperPath(p)) throw new DiscoveryError(`${JSON.stringify(p)} is not a ZooKeeper path (absolute, without empty, "." or ".." components)`, 'DISC-CONF-3');
   return p;
 }
 

@@ -23,6 +23,16 @@ export function blobRepr(id: Uint8Array): string {
   return `0x${digits || '00'}`;
 }
 
+/** The folder names, under a blob directory of `layout`, of the folder holding an object's revisions. */
+export function objectDirNames(layout: BlobLayout, oid: Uint8Array): string[] {
+  return layout === 'lawn' ? [blobRepr(oid)] : [...oid].map((b) => `0x${b.toString(16).padStart(2, '0')}`);
+}
+
+/** The path names, under a blob directory of `layout`, of the file of revision (oid, tid) (FS-BLOB-4, FS-BLOB-5). */
+export function blobFileNames(layout: BlobLayout, oid: Uint8Array, tid: Uint8Array): string[] {
+  return [...objectDirNames(layout, oid), `${blobRepr(tid)}.blob`];
+}
+
 /** A blob directory. A writer opens it with `create`: made with the `bushy` layout when missing. */
 export class BlobDirectory {
   readonly layout: BlobLayout;
@@ -54,13 +64,12 @@ export class BlobDirectory {
 
   /** The folder holding the revisions of an object. */
   objectDir(oid: Uint8Array): string {
-    if (this.layout === 'lawn') return path.join(this.dir, blobRepr(oid));
-    return path.join(this.dir, ...[...oid].map((b) => `0x${b.toString(16).padStart(2, '0')}`));
+    return path.join(this.dir, ...objectDirNames(this.layout, oid));
   }
 
   /** The file of the revision (oid, tid) (FS-BLOB-4, FS-BLOB-5). */
   blobPath(oid: Uint8Array, tid: Uint8Array): string {
-    return path.join(this.objectDir(oid), `${blobRepr(tid)}.blob`);
+    return path.join(this.dir, ...blobFileNames(this.layout, oid, tid));
   }
 
   /** Where incoming and temporary blob files are made (FS-BLOB-3). */

@@ -239,13 +239,14 @@ export class FileStorageWriter {
 
   /** @internal Writes buffers at an offset, all of them, with vectored writes. */
   writeAt(buffers: Uint8Array[], offset: number): void {
-    let pending = buffers.filter((b) => b.length > 0);
+    const pending = buffers.filter((b) => b.length > 0);
     let at = offset;
-    while (pending.length) {
-      let n = writevSync(this.fd, pending.slice(0, 1024), at);
+    let i = 0; // the first buffer not wholly written
+    while (i < pending.length) {
+      let n = writevSync(this.fd, pending.slice(i, i + 1024), at);
       at += n;
-      while (pending.length && n >= pending[0]!.length) n -= pending.shift()!.length;
-      if (n > 0) pending[0] = pending[0]!.subarray(n);
+      while (i < pending.length && n >= pending[i]!.length) n -= pending[i++]!.length;
+      if (n > 0) pending[i] = pending[i]!.subarray(n);
     }
   }
 

@@ -34,3 +34,17 @@ export function pickleToJson(v: PickleValue): Json {
   if (v instanceof PyObj) return { $obj: [pickleToJson(v.cls), v.args.map(pickleToJson)] };
   return null;
 }
+
+/**
+ * The rendering of extension values in the manifests of the interop files made with real ZODB
+ * (`fixtures/real/*.json`): `{"dict": [[k, v], ...]}`, `{"list": [...]}` for lists and tuples,
+ * `{"bytes": hex}`, integers as numbers.
+ */
+export function pickleToManifestJson(v: PickleValue): unknown {
+  if (v instanceof PyDict) return { dict: v.entries.map(([k, x]) => [pickleToManifestJson(k), pickleToManifestJson(x)]) };
+  if (Array.isArray(v)) return { list: v.map(pickleToManifestJson) };
+  if (v instanceof PyTuple) return { list: v.items.map(pickleToManifestJson) };
+  if (v instanceof Uint8Array) return { bytes: Buffer.from(v).toString('hex') };
+  if (typeof v === 'bigint') return Number(v);
+  return v;
+}

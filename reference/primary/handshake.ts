@@ -29,11 +29,6 @@ export class PrimaryHandshake {
   /** @param servesBlobs the primary keeps blobs: then `zrs2.0` is refused (WIRE-HS-8). */
   constructor(private readonly servesBlobs: boolean) {}
 
-  /** True once both handshake frames were accepted. */
-  get complete(): boolean {
-    return this.state === 'done';
-  }
-
   /** Interprets one frame payload. */
   frame(payload: Buffer): HandshakeStep {
     switch (this.state) {

@@ -54,7 +54,7 @@ export class SecondaryApplier {
         const m = e.message;
         const t = this.begun!;
         if (m.version !== '') throw new ApplyError('ERR_VERSION', `record of ${hex8(m.oid)} has version ${JSON.stringify(m.version)}`, 'DEV-VERSION-2');
-        if (!Buffer.from(m.tid).equals(t.tid)) {
+        if (compareTids(m.tid, t.tid) !== 0) {
           throw new ApplyError('ERR_RECORD_TID', `record tid ${hex8(m.tid)} differs from its transaction's ${hex8(t.tid)}`, 'DEV-SEQ-2');
         }
         if (m.type === 'B') this.startBlob(m);

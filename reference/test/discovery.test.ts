@@ -138,6 +138,8 @@ describe('provider names, order and choice (no server needed)', () => {
       [['primary', '--fs', 'p.fs', '--zookeeper', 'zk:2181'], /--zookeeper is used with --register or --discover/],
       [['primary', '--fs', 'p.fs', '--register', '/p'], /--register needs --zookeeper/],
       [['primary', '--fs', 'p.fs', '--zookeeper', 'zk:2181', '--register', 'p'], /--register takes a ZooKeeper path/],
+      [['primary', '--fs', 'p.fs', '--zookeeper', 'zk:2181', '--register', '/db//p'], /--register takes a ZooKeeper path .*"\/db\/\/p"/],
+      [['secondary', '--fs', 's.fs', '--zookeeper', 'zk:2181', '--discover', '/db/../p'], /--discover takes a ZooKeeper path .*"\/db\/\.\.\/p"/],
       [['secondary', '--fs', 's.fs', '--discover', '/p'], /--discover needs --zookeeper/],
       [['secondary', '--fs', 's.fs', '--from', '5000', '--zookeeper', 'zk:2181', '--discover', '/p'], /either --from or --discover/],
     ] as const) {
