@@ -14,6 +14,7 @@ import { MessageError, PickleError } from './errors.ts';
 import { readPickle } from './pickle/decoder.ts';
 import { dumpPickle } from './pickle/encoder.ts';
 import { isInert, type PickleValue, PyDict, PyTuple } from './pickle/values.ts';
+import { encodeStoreMessage, matchStoreMessage } from './store-message.ts';
 
 /** `T`: a transaction begins. */
 export interface TransactionMessage {
@@ -61,6 +62,7 @@ export function encodeMessage(m: Message): Buffer {
       payload = [m.tid, m.status, m.user, m.description, m.extension];
       break;
     case 'S':
+      if (m.version === '') return encodeStoreMessage(m.oid, m.tid, m.dataTxn);
       payload = [m.oid, m.tid, m.version, m.dataTxn];
       break;
     case 'B':
@@ -79,6 +81,11 @@ export function encodeMessage(m: Message): Buffer {
  * bytes. A class reference or call anywhere outside the extension dict is refused.
  */
 export function decodeMessage(payload: Uint8Array): Message {
+  return matchStoreMessage(payload) ?? decodePickledMessage(payload);
+}
+
+/** @internal {@link decodeMessage} through the general pickle decoder alone. */
+export function decodePickledMessage(payload: Uint8Array): Message {
   const { value: top, end, leftover } = readPickle(payload);
   if (end !== payload.length) throw new PickleError('ERR_PICKLE_TRAILING', `${payload.length - end} bytes after STOP`, end, 'WIRE-PICKLE-10');
   if (leftover) throw new PickleError('ERR_PICKLE_LEFTOVER', `${leftover} item(s) or mark(s) left on the stack at STOP`, end - 1, 'WIRE-PICKLE-10');

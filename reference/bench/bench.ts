@@ -18,6 +18,7 @@ import { encodeTxnRecord, MAGIC_FS30 } from '../filestorage/records.ts';
 import { hex8, tidFromString } from '../timestamp.ts';
 import { generateLog, type LogShape } from './generate.ts';
 import { BenchNode } from './nodes.ts';
+import { ProgressLine } from '../cli/progress.ts';
 
 const MB = 1 << 20;
 /** The benchmark cases `--only` chooses from. */
@@ -39,8 +40,8 @@ for (const name of ONLY) {
 const QUICK = opts.quick!;
 const RUNS = QUICK ? 1 : 3;
 const work = mkdtempSync(path.join(tmpdir(), 'zrs-bench-'));
-const tty = process.stderr.isTTY;
-const progress = (text: string) => tty && process.stderr.write(`\r\x1b[K${text}`);
+const line = ProgressLine.of();
+const progress = (text: string) => line?.show(text);
 
 interface Row {
   name: string;
@@ -109,10 +110,14 @@ async function catchUp(file: string, lastTid: string, bytes: number, transaction
   return result;
 }
 
+/** {@link generateLog}, showing how far it got. */
+function generate(label: string, file: string, shape: LogShape) {
+  return generateLog(file, shape, (bytes) => progress(`${label}: generating the log, ${Math.floor((100 * bytes) / shape.totalBytes)}%`));
+}
+
 async function catchUpCase(label: string, shape: LogShape, targetRatio: number): Promise<void> {
   const file = path.join(work, `${label}.fs`);
-  progress(`generating ${label}`);
-  const log = generateLog(file, shape);
+  const log = generate(label, file, shape);
   const md5 = median(Array.from({ length: RUNS }, () => md5Rate(file, log.bytes)));
   const tcp = median(await sequence(RUNS, () => tcpRate(file, log.bytes)));
   for (const sync of ['every', 'group'] as const) {
@@ -210,7 +215,7 @@ async function latencyCase(n: number, rate: number, seconds: number): Promise<vo
 /** Aggregate throughput of `n` secondaries catching up at once. */
 async function fanOutCase(ns: number[]): Promise<void> {
   const file = path.join(work, 'fanout.fs');
-  const log = generateLog(file, { recordSize: 64 << 10, recordsPerTxn: 1, totalBytes: (QUICK ? 20 : 50) * MB });
+  const log = generate('fan-out', file, { recordSize: 64 << 10, recordsPerTxn: 1, totalBytes: (QUICK ? 20 : 50) * MB });
   const tid = hex8(log.lastTid);
   let single = 0;
   for (const n of ns) {
@@ -246,7 +251,7 @@ async function memoryCase(): Promise<void> {
   const size = (QUICK ? 256 : 1024) * MB;
   progress(`memory: a ${size / MB} MiB log`);
   const file = path.join(work, 'large.fs');
-  const log = generateLog(file, { recordSize: 64 << 10, recordsPerTxn: 1, totalBytes: size });
+  const log = generate('memory', file, { recordSize: 64 << 10, recordsPerTxn: 1, totalBytes: size });
   const r = await catchUp(file, hex8(log.lastTid), log.bytes, log.transactions, 'every');
   rmSync(file, { force: true });
   rows.push({
@@ -327,7 +332,7 @@ async function main(): Promise<void> {
     if (ONLY.has('harness')) await harnessCase();
   } finally {
     rmSync(work, { recursive: true, force: true });
-    progress('');
+    line?.clear();
   }
   const header = ['case', 'figure', 'baseline (same run)', 'ratio', 'target', 'met'];
   const table = [header, ...rows.map((r) => [r.name, r.figure, r.baseline, r.ratio === null ? '' : `${fmt(r.ratio * 100, 0)}%`, r.target, r.met === null ? '' : r.met ? 'yes' : 'NO'])];

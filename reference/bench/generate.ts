@@ -46,8 +46,8 @@ function recordData(pool: Buffer, size: number, seed: number): Buffer {
   return Buffer.concat([CLASS_PICKLE, state]);
 }
 
-/** Writes a log of the given shape to `file`; returns its transaction count, size and last tid. */
-export function generateLog(file: string, shape: LogShape): { transactions: number; bytes: number; lastTid: Buffer } {
+/** Writes a log of the given shape to `file`, telling `progress` the bytes written so far; returns its transaction count, size and last tid. */
+export function generateLog(file: string, shape: LogShape, progress?: (bytes: number) => void): { transactions: number; bytes: number; lastTid: Buffer } {
   const pool = noise();
   const fd = openSync(file, 'w');
   let size = 0;
@@ -85,6 +85,7 @@ export function generateLog(file: string, shape: LogShape): { transactions: numb
       write(Buffer.concat(batch, batchBytes));
       batch = [];
       batchBytes = 0;
+      progress?.(size);
     }
   }
   if (batch.length) write(Buffer.concat(batch, batchBytes));

@@ -1,6 +1,7 @@
 import { checkFile } from '../filestorage/checker.ts';
 import { tidToString } from '../timestamp.ts';
 import { type Output, parseFlags, UsageError } from './output.ts';
+import { ProgressLine } from './progress.ts';
 
 /** `zrs fsck [--json] [--blob-dir DIR] FILE...`: 0 when every file is valid, 1 when one is not. */
 export function fsck(args: string[], out: Output): number {
@@ -10,10 +11,10 @@ export function fsck(args: string[], out: Output): number {
   let status = 0;
   for (const file of operands) {
     // on a terminal, long checks show how far they got
-    const tty = process.stderr.isTTY && !flags.has('--json');
-    const progress = tty ? (at: number, size: number) => process.stderr.write(`\r${file}: ${Math.floor((100 * at) / size)}%`) : undefined;
+    const line = flags.has('--json') ? null : ProgressLine.of();
+    const progress = line ? (at: number, size: number) => line.show(`${file}: ${Math.floor((100 * at) / size)}%`) : undefined;
     const r = checkFile(file, { blobDir: values['--blob-dir'], progress });
-    if (tty) process.stderr.write('\r\x1b[K');
+    line?.clear();
     if (!r.ok) status = 1;
     if (flags.has('--json')) {
       out.stdout.write(`${JSON.stringify({ file, ...r })}\n`);

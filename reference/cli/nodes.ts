@@ -15,6 +15,7 @@ import { Secondary } from '../secondary/secondary.ts';
 import { hex8 } from '../timestamp.ts';
 import { type ControlTarget, serveControl } from './control.ts';
 import { type Output, UsageError } from './output.ts';
+import { ProgressLine, showCatchUp } from './progress.ts';
 import { readZrsConfig } from './zconfig.ts';
 import { isZooKeeperPath } from '../discovery/path.ts';
 
@@ -57,12 +58,13 @@ function seconds(v: Record<string, string | boolean | undefined>, name: string, 
   return Number(x);
 }
 
-function logger(v: Record<string, string | boolean | undefined>, name: string) {
+/** The logger of the options; with a progress line, log lines go above it. */
+function logger(v: Record<string, string | boolean | undefined>, name: string, line: ProgressLine | null = null) {
   const format = v['log-format'];
   if (format !== 'text' && format !== 'json') throw new UsageError(`--log-format is text or json, not ${JSON.stringify(format)}`);
   const level = v['log-level'];
   if (!['debug', 'info', 'warn', 'error'].includes(level as string)) throw new UsageError(`--log-level is debug, info, warn or error`);
-  return streamLogger({ format, level: level as Level, name });
+  return streamLogger({ format, level: level as Level, name, out: line ?? process.stderr });
 }
 
 function controlMode(v: Record<string, string | boolean | undefined>): boolean {
@@ -205,6 +207,7 @@ export async function secondaryCommand(args: string[], _out: Output): Promise<nu
   const withControl = controlMode(v);
   const discover = discovery(v);
   const zk = registration(v);
+  const line = ProgressLine.of();
   const secondary = await Secondary.start({
     fs: required(v, 'fs'),
     from: discover ? null : address(v, 'from'),
@@ -213,9 +216,9 @@ export async function secondaryCommand(args: string[], _out: Output): Promise<nu
     keepAliveDelay: seconds(v, 'keep-alive-delay', 0),
     reconnectDelay: seconds(v, 'reconnect-delay', 60),
     sync,
-    logger: logger(v, 'secondary'),
+    logger: logger(v, 'secondary', line),
   });
-  return serveSecondary(secondary, v, withControl, discover, zk);
+  return serveSecondary(secondary, v, withControl, line, discover, zk);
 }
 
 /** What `--discover PATH` (with `--discover-zookeeper` or `--zookeeper`) asks for, checked; null without it. */
@@ -236,6 +239,7 @@ async function serveSecondary(
   secondary: Secondary,
   v: Record<string, string | boolean | undefined>,
   withControl: boolean,
+  line: ProgressLine | null,
   discover: { zookeeper: string; path: string } | null = null,
   zk: { zookeeper: string; path: string } | null = null,
 ): Promise<number> {
@@ -251,7 +255,10 @@ async function serveSecondary(
   }
   const listen = secondary.primary ? formatAddress(secondary.primary.address) : null;
   const status = await statusServer(v, () => secondary.status(), secondary.logger);
+  // on a terminal, a catch-up shows how far it got
+  const hideCatchUp = line ? showCatchUp(secondary, line) : () => undefined;
   const shutdown = async () => {
+    hideCatchUp();
     found?.close();
     await registered?.close();
     await status.close();
@@ -280,7 +287,8 @@ export async function runCommand(args: string[], _out: Output): Promise<number> 
   const discover = zk?.discoverPath ? { zookeeper: zk.discoverConnect!, path: zk.discoverPath } : null;
   const listen = register ? address(v, 'register-listen', '0') : config.replicateTo;
   if (!register && v['register-listen'] !== undefined) throw new UsageError('--register-listen is for a configuration that registers in ZooKeeper (zookeeper and replicate-to)');
-  const log = logger(v, config.replicateFrom || discover ? 'secondary' : 'primary');
+  const line = ProgressLine.of();
+  const log = logger(v, config.replicateFrom || discover ? 'secondary' : 'primary', line);
   if (!config.replicateFrom && !discover) {
     const primary = await Primary.start({ fs: config.fs, listen: listen!, blobDir: config.blobDir, logger: log });
     const registered = await (register ? Registration.start({ ...register, address: primary.address, logger: log }) : Promise.resolve(null)).catch(async (e: unknown) => {
@@ -298,5 +306,5 @@ export async function runCommand(args: string[], _out: Output): Promise<number> 
     ...(v['reconnect-delay'] !== undefined ? { reconnectDelay: seconds(v, 'reconnect-delay', 60) } : {}),
     logger: log,
   });
-  return serveSecondary(secondary, v, withControl, discover, register);
+  return serveSecondary(secondary, v, withControl, line, discover, register);
 }

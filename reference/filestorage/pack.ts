@@ -40,7 +40,7 @@ import { FileStorageReader, type TxnInfo } from './reader.ts';
 import {
   DATA_HEADER_SIZE,
   type DataRecord,
-  encodeDataHeader,
+  encodeDataRecord,
   encodeTxnHeader,
   MAGIC_SIZE,
   Status,
@@ -293,19 +293,6 @@ class Output {
   }
 }
 
-const u64 = (n: number) => {
-  const b = Buffer.alloc(8);
-  b.writeBigUInt64BE(BigInt(n));
-  return b;
-};
-
-/** A data record as bytes: header, then the data or the 8-byte backpointer. */
-function dataRecord(oid: Buffer, tid: Buffer, prev: number, tloc: number, data: Buffer | null, back: number): Buffer {
-  const plen = data?.length ?? 0;
-  const header = encodeDataHeader({ oid, tid, prev, tloc, vlen: 0, plen });
-  return Buffer.concat([header, plen > 0 ? data! : u64(back)]);
-}
-
 /**
  * Packs the FileStorage file at `path` to `packTime`: the transactions whose tid is at most
  * `packTime` are packed (ZODB compares `tid > packtime` to find the first one it keeps as
@@ -410,7 +397,7 @@ export function packFile(file: string, packTime: Uint8Array, options: PackOption
         const written: Written['records'] = [];
         for (const r of kept) {
           const data = reader.resolve(r).data;
-          const bytes = dataRecord(r.oid, r.tid, 0, tpos, data && data.length ? data : null, 0);
+          const bytes = encodeDataRecord({ oid: r.oid, tid: r.tid, prev: 0, tloc: tpos, vlen: 0, data: data && data.length ? data : null, back: 0 });
           parts.push(bytes);
           written.push({ oid: key(r.oid), offset: at, plen: data?.length ?? 0 });
           out.latest.set(key(r.oid), at);
@@ -488,7 +475,7 @@ function copyTransaction(reader: FileStorageReader, out: Output, t: TxnInfo): vo
       back = findCopy(out, named.tid, oid, data);
     }
     const prev = out.latest.get(oid) ?? 0;
-    const bytes = back ? dataRecord(r.oid, r.tid, prev, tpos, null, back) : dataRecord(r.oid, r.tid, prev, tpos, data && data.length ? data : null, 0);
+    const bytes = encodeDataRecord({ oid: r.oid, tid: r.tid, prev, tloc: tpos, vlen: 0, data: back ? null : data && data.length ? data : null, back });
     parts.push(bytes);
     written.push({ oid, offset: at, plen: back ? 0 : (data?.length ?? 0) });
     mine.set(oid, at);

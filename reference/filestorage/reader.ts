@@ -14,6 +14,7 @@ import { compareTids, hex8, Z64 } from '../timestamp.ts';
 import {
   DATA_HEADER_SIZE,
   type DataRecord,
+  dataRecordAt,
   dataRecordLength,
   decodeDataHeader,
   decodeTxnHeader,
@@ -174,21 +175,11 @@ export class FileStorageReader {
 
   /** Reads the data record at `offset`; `limit` is the end of its transaction's data. */
   readDataRecord(offset: number, limit = Infinity): DataRecord {
-    if (offset + DATA_HEADER_SIZE > limit) {
-      throw new FileFormatError('ERR_FS_DATA_OVERRUN', 'data record header extends beyond the transaction', offset, 'FS-CHECK-11');
-    }
-    const h = decodeDataHeader(this.readExactly(offset, DATA_HEADER_SIZE, 'data record header'), offset);
-    const length = dataRecordLength(h);
-    if (offset + length > limit) {
-      throw new FileFormatError('ERR_FS_DATA_OVERRUN', 'data record extends beyond the transaction', offset, 'FS-CHECK-11');
-    }
-    const body = this.readExactly(offset + DATA_HEADER_SIZE, length - DATA_HEADER_SIZE, 'data record');
-    return {
-      ...h,
-      offset,
-      data: h.plen > 0 ? body : null,
-      back: h.plen > 0 ? 0 : Number(body.readBigUInt64BE(0)),
-    };
+    // the header first, for the length; the extent checks (FS-CHECK-11) are dataRecordAt's
+    const head = offset + DATA_HEADER_SIZE > limit ? Buffer.alloc(0) : this.readExactly(offset, DATA_HEADER_SIZE, 'data record header');
+    const length = head.length ? dataRecordLength(decodeDataHeader(head, offset)) : 0;
+    const body = length && offset + length <= limit ? this.readExactly(offset + DATA_HEADER_SIZE, length - DATA_HEADER_SIZE, 'data record') : Buffer.alloc(0);
+    return dataRecordAt(Buffer.concat([head, body]), 0, limit - offset, offset);
   }
 
   /** The data records of a transaction, in file order, read one at a time. */
@@ -197,17 +188,10 @@ export class FileStorageReader {
     if (size <= WHOLE_READ) {
       // one read for the whole transaction: the records are decoded from memory
       const all = this.readExactly(txn.dataStart, size, 'data records');
-      let at = 0;
-      while (at < size) {
-        if (at + DATA_HEADER_SIZE > size) {
-          throw new FileFormatError('ERR_FS_DATA_OVERRUN', 'data record header extends beyond the transaction', txn.dataStart + at, 'FS-CHECK-11');
-        }
-        const h = decodeDataHeader(all.subarray(at, at + DATA_HEADER_SIZE), txn.dataStart + at);
-        const length = dataRecordLength(h);
-        if (at + length > size) throw new FileFormatError('ERR_FS_DATA_OVERRUN', 'data record extends beyond the transaction', txn.dataStart + at, 'FS-CHECK-11');
-        const body = all.subarray(at + DATA_HEADER_SIZE, at + length);
-        yield { ...h, offset: txn.dataStart + at, data: h.plen > 0 ? body : null, back: h.plen > 0 ? 0 : Number(body.readBigUInt64BE(0)) };
-        at += length;
+      for (let at = 0; at < size; ) {
+        const r = dataRecordAt(all, at, size, txn.dataStart);
+        yield r;
+        at += dataRecordLength(r);
       }
       return;
     }

@@ -66,12 +66,22 @@ export interface DataHeader {
 }
 
 /**
- * A u64 field as a number. Values beyond 2^53 lose precision, but every one of them is far
- * beyond any file offset, so comparisons with offsets and sizes still decide correctly.
+ * A u64 field as a number. Values beyond 2^53 lose precision (rounded as `Number(bigint)`
+ * rounds), but every one of them is far beyond any file offset, so comparisons with offsets
+ * and sizes still decide correctly.
  */
 function u64(b: Buffer, at: number): number {
-  return Number(b.readBigUInt64BE(at));
+  return b.readUInt32BE(at) * 0x1_0000_0000 + b.readUInt32BE(at + 4);
 }
+
+/** Writes a non-negative integer as a u64 field. */
+function putU64(b: Buffer, v: number, at: number): void {
+  b.writeUInt32BE(Math.floor(v / 0x1_0000_0000), at);
+  b.writeUInt32BE(v % 0x1_0000_0000, at + 4);
+}
+
+/** A header to encode: its ids may be any 8 bytes, not only Buffers. */
+type WithIds<H> = { [K in keyof H]: H[K] extends Buffer ? Uint8Array : H[K] };
 
 /** Decodes the 23 fixed bytes of a transaction header found at file offset `offset`. */
 export function decodeTxnHeader(b: Buffer, offset = 0): TxnHeader {
@@ -89,10 +99,10 @@ export function decodeTxnHeader(b: Buffer, offset = 0): TxnHeader {
 }
 
 /** Encodes the 23 fixed bytes of a transaction header. */
-export function encodeTxnHeader(h: TxnHeader): Buffer {
-  const b = Buffer.alloc(TXN_HEADER_SIZE);
-  Buffer.from(h.tid).copy(b, 0);
-  b.writeBigUInt64BE(BigInt(h.tlen), 8);
+export function encodeTxnHeader(h: WithIds<TxnHeader>): Buffer {
+  const b = Buffer.allocUnsafe(TXN_HEADER_SIZE);
+  b.set(h.tid, 0);
+  putU64(b, h.tlen, 8);
   b[16] = h.status.charCodeAt(0);
   b.writeUInt16BE(h.ulen, 17);
   b.writeUInt16BE(h.dlen, 19);
@@ -116,14 +126,14 @@ export function decodeDataHeader(b: Buffer, offset = 0): DataHeader {
 }
 
 /** Encodes the 42 fixed bytes of a data record header. */
-export function encodeDataHeader(h: DataHeader): Buffer {
-  const b = Buffer.alloc(DATA_HEADER_SIZE);
-  Buffer.from(h.oid).copy(b, 0);
-  Buffer.from(h.tid).copy(b, 8);
-  b.writeBigUInt64BE(BigInt(h.prev), 16);
-  b.writeBigUInt64BE(BigInt(h.tloc), 24);
+export function encodeDataHeader(h: WithIds<DataHeader>): Buffer {
+  const b = Buffer.allocUnsafe(DATA_HEADER_SIZE);
+  b.set(h.oid, 0);
+  b.set(h.tid, 8);
+  putU64(b, h.prev, 16);
+  putU64(b, h.tloc, 24);
   b.writeUInt16BE(h.vlen, 32);
-  b.writeBigUInt64BE(BigInt(h.plen), 34);
+  putU64(b, h.plen, 34);
   return b;
 }
 
@@ -153,18 +163,36 @@ export function dataRecordLength(h: Pick<DataHeader, 'plen'>): number {
   return DATA_HEADER_SIZE + (h.plen > 0 ? h.plen : 8);
 }
 
+/**
+ * Decodes the data record at `at` in `b`, whose first byte is at file offset `base`; the
+ * record must end by `limit`, the end of its transaction's data (FS-CHECK-11). The record's
+ * fields share memory with `b`.
+ */
+export function dataRecordAt(b: Buffer, at: number, limit: number, base: number): DataRecord {
+  if (at + DATA_HEADER_SIZE > limit) {
+    throw new FileFormatError('ERR_FS_DATA_OVERRUN', 'data record header extends beyond the transaction', base + at, 'FS-CHECK-11');
+  }
+  const plen = u64(b, at + 34);
+  const end = at + DATA_HEADER_SIZE + (plen > 0 ? plen : 8);
+  if (end > limit) throw new FileFormatError('ERR_FS_DATA_OVERRUN', 'data record extends beyond the transaction', base + at, 'FS-CHECK-11');
+  return {
+    oid: b.subarray(at, at + 8),
+    tid: b.subarray(at + 8, at + 16),
+    prev: u64(b, at + 16),
+    tloc: u64(b, at + 24),
+    vlen: b.readUInt16BE(at + 32),
+    plen,
+    offset: base + at,
+    data: plen > 0 ? b.subarray(at + DATA_HEADER_SIZE, end) : null,
+    back: plen > 0 ? 0 : u64(b, at + DATA_HEADER_SIZE),
+  };
+}
+
 /** Decodes one whole data record held in `b`, which starts at file offset `offset`. */
 export function decodeDataRecord(b: Buffer, offset: number): DataRecord {
-  const d = decodeDataHeader(b, offset);
-  const length = dataRecordLength(d);
+  const length = dataRecordLength(decodeDataHeader(b, offset));
   if (b.length < length) throw new FileFormatError('ERR_FS_TRUNCATED', 'data record is cut short', offset);
-  const body = b.subarray(DATA_HEADER_SIZE, length);
-  return {
-    ...d,
-    offset,
-    data: d.plen > 0 ? body : null,
-    back: d.plen > 0 ? 0 : u64(body, 0),
-  };
+  return dataRecordAt(b, 0, length, offset);
 }
 
 /** Encodes a whole data record; `plen` is the data's length, or 0 with the back pointer. */
@@ -172,9 +200,14 @@ export function encodeDataRecord(r: Omit<DataRecord, 'plen' | 'offset'>): Buffer
   const plen = r.data ? r.data.length : 0;
   const header = encodeDataHeader({ ...r, plen });
   if (plen > 0) return Buffer.concat([header, r.data!]);
-  const back = Buffer.alloc(8);
-  back.writeBigUInt64BE(BigInt(r.back));
-  return Buffer.concat([header, back]);
+  return Buffer.concat([header, encodeBackPointer(r.back)]);
+}
+
+/** The 8 bytes a data record without data holds instead: its back pointer. */
+export function encodeBackPointer(back: number): Buffer {
+  const b = Buffer.allocUnsafe(8);
+  putU64(b, back, 0);
+  return b;
 }
 
 /**
@@ -198,14 +231,9 @@ export function decodeTxnRecord(b: Buffer, offset: number): TxnRecord {
   const extension = take(h.elen);
   const records: DataRecord[] = [];
   while (at < h.tlen) {
-    if (at + DATA_HEADER_SIZE > h.tlen) {
-      throw new FileFormatError('ERR_FS_DATA_OVERRUN', 'data record header extends beyond the transaction', offset + at);
-    }
-    const d = decodeDataHeader(b.subarray(at, at + DATA_HEADER_SIZE), offset + at);
-    const end = at + dataRecordLength(d);
-    if (end > h.tlen) throw new FileFormatError('ERR_FS_DATA_OVERRUN', 'data record extends beyond the transaction', offset + at);
-    records.push(decodeDataRecord(b.subarray(at, end), offset + at));
-    at = end;
+    const r = dataRecordAt(b, at, h.tlen, offset);
+    records.push(r);
+    at += dataRecordLength(r);
   }
   return { ...h, offset, user, description, extension, records };
 }

@@ -12,6 +12,7 @@
 import {
   closeSync,
   existsSync,
+  fsync,
   fsyncSync,
   ftruncateSync,
   openSync,
@@ -23,6 +24,7 @@ import { FileFormatError, ZrsError } from '../errors.ts';
 import { compareTids, hex8, Z64 } from '../timestamp.ts';
 import { FileStorageReader } from './reader.ts';
 import {
+  encodeBackPointer,
   encodeDataHeader,
   encodeTxnHeader,
   MAGIC_FS30,
@@ -271,6 +273,29 @@ export class FileStorageWriter {
     return true;
   }
 
+  /**
+   * {@link FileStorageWriter.sync} on the thread pool, so that more transactions can be
+   * written meanwhile: what was finished before the call counts as committed once it
+   * resolves (true), or at once when there was nothing (false). The file must not be closed
+   * before it settles.
+   */
+  syncInBackground(): Promise<boolean> {
+    if (this.nextOffset === this.endOffset) return Promise.resolve(false);
+    const upTo = this.nextOffset;
+    const tid = this.written;
+    return new Promise((resolve, reject) =>
+      fsync(this.fd, (e) => {
+        if (e) return reject(e);
+        // a synchronous sync may have covered more meanwhile
+        if (upTo > this.endOffset) {
+          this.endOffset = upTo;
+          this.last = tid;
+        }
+        resolve(true);
+      }),
+    );
+  }
+
   /** @internal Abandons the transaction, cutting back anything it wrote. */
   aborted(voted: boolean): void {
     if (voted) {
@@ -313,8 +338,8 @@ export class PendingTransaction {
     if (r.oid.length !== 8 || r.serial.length !== 8) throw new ZrsError('ERR_FS_OID', 'oids and serials have 8 bytes');
     const { prev, back } = this.writer.placeRecord(r);
     const data = back || !r.data || r.data.length === 0 ? null : r.data;
-    const header = encodeDataHeader({ oid: Buffer.from(r.oid), tid: Buffer.from(r.serial), prev, tloc: this.tpos, vlen: 0, plen: data ? data.length : 0 });
-    const body = data ?? backPointer(back);
+    const header = encodeDataHeader({ oid: r.oid, tid: r.serial, prev, tloc: this.tpos, vlen: 0, plen: data ? data.length : 0 });
+    const body = data ?? encodeBackPointer(back);
     this.placed.push({ oid: oidKey(r.oid), offset: this.tpos + this.headerLength + this.length });
     this.parts.push(header, body);
     this.length += header.length + body.length;
@@ -325,7 +350,7 @@ export class PendingTransaction {
     if (this.state !== 'open') throw new ZrsError('ERR_FS_TXN_STATE', `cannot vote a ${this.state} transaction`);
     const tlen = this.headerLength + this.length;
     const header = encodeTxnHeader({
-      tid: Buffer.from(this.meta.tid),
+      tid: this.meta.tid,
       tlen,
       status: Status.CHECKPOINT,
       ulen: this.meta.user.length,
@@ -362,12 +387,6 @@ export class PendingTransaction {
     this.state = 'done';
     this.writer.aborted(voted);
   }
-}
-
-function backPointer(back: number): Buffer {
-  const b = Buffer.alloc(8);
-  b.writeBigUInt64BE(BigInt(back));
-  return b;
 }
 
 /** Finds a damaged tail (spec/file-format.md §6), saves it and cuts it off. */

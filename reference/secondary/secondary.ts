@@ -61,6 +61,8 @@ export class Secondary extends EventEmitter {
   private downstream: Primary | null = null;
   private from: Address | null;
   private unsynced: Buffer[] = [];
+  /** The background fsyncs of group commit, while they run. */
+  private syncing: Promise<void> | null = null;
   /** Start tid of the current connection, and bytes received on earlier ones. */
   private connectedFrom: Buffer | null = null;
   private bytesReceived = 0;
@@ -150,6 +152,8 @@ export class Secondary extends EventEmitter {
     if (this.closed) return;
     const a = this.from;
     if (!a) return; // waiting for an address
+    // the handshake names the last committed transaction: first commit what was finished
+    if (this.syncing || this.unsynced.length) return void this.flush().then(() => this.connect());
     const peer = formatAddress(a);
     const socket = a.kind === 'unix' ? net.connect(a.path) : net.connect({ port: a.port, host: a.host || 'localhost' });
     this.socket = socket;
@@ -196,7 +200,7 @@ export class Secondary extends EventEmitter {
     socket.on('close', () => {
       this.stopKeepAlive();
       if (this.applier.inTransaction) this.applier.abort(); // WIRE-CLOSE-6
-      this.flush();
+      void this.flush();
       if (this.socket === socket) this.socket = null;
       this.bytesReceived += socket.bytesRead;
       this.connectedFrom = null;
@@ -212,21 +216,35 @@ export class Secondary extends EventEmitter {
     });
   }
 
-  /** A transaction was finished: committed now, or (group commit) at the next flush. */
+  /** A transaction was finished: committed now, or (group commit) once a later fsync covers it. */
   private finished(tid: Buffer): void {
     if (this.options.sync !== 'group') return this.committed([tid]);
     this.unsynced.push(tid);
-    if (this.unsynced.length >= GROUP_MAX) return this.flush();
-    this.flushTimer ??= setTimeout(() => this.flush(), GROUP_DELAY_MS);
+    if (this.unsynced.length >= GROUP_MAX) return void this.flush();
+    this.flushTimer ??= setTimeout(() => void this.flush(), GROUP_DELAY_MS);
   }
 
-  /** One fsync for the transactions finished since the last one; then they count as committed. */
-  private flush(): void {
+  /**
+   * Group commit: fsyncs in the background, each for the transactions finished before it,
+   * which then count as committed; the stream goes on meanwhile. Resolves once every
+   * transaction finished so far is committed.
+   */
+  private flush(): Promise<void> {
     if (this.flushTimer) clearTimeout(this.flushTimer);
     this.flushTimer = null;
-    if (!this.unsynced.length) return;
-    this.writer.sync();
-    this.committed(this.unsynced.splice(0));
+    if (this.syncing || !this.unsynced.length) return this.syncing ?? Promise.resolve();
+    this.syncing = (async () => {
+      try {
+        while (this.unsynced.length) {
+          const tids = this.unsynced.splice(0);
+          await this.writer.syncInBackground();
+          this.committed(tids);
+        }
+      } finally {
+        this.syncing = null;
+      }
+    })();
+    return this.syncing;
   }
 
   private committed(tids: Buffer[]): void {
@@ -268,7 +286,7 @@ export class Secondary extends EventEmitter {
     }
     this.stopKeepAlive();
     this.applier.abort();
-    this.flush();
+    await this.flush();
     await this.downstream?.close();
     this.writer.close();
   }

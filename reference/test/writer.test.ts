@@ -222,6 +222,31 @@ describe('group commit (FS-COMMIT-7)', () => {
     expect(fileContent(file)).toHaveLength(3);
   });
 
+  it('[FS-COMMIT-7] a background fsync commits what was finished before it began, not what is written meanwhile', async () => {
+    const file = fresh();
+    const w = FileStorageWriter.open(file);
+    const meta = (tid: Buffer) => ({ tid, status: ' ', user: Buffer.alloc(0), description: Buffer.alloc(0), extension: Buffer.alloc(0) });
+    const [t1, t2] = ['09:00', '09:01'].map((m) => tidFromString(`2026-11-26 ${m}:00`));
+    const finish = (tid: Buffer) => {
+      const t = w.begin(meta(tid));
+      t.restore({ oid: oid(1), serial: tid, data: Buffer.from(hex8(tid)) });
+      t.vote();
+      t.finish({ sync: false });
+    };
+    expect(await w.syncInBackground()).toBe(false); // nothing to sync
+    finish(t1!);
+    const first = w.syncInBackground();
+    finish(t2!); // written while the fsync runs
+    expect(hex8(w.lastTid)).toBe(hex8(Buffer.alloc(8)));
+    expect(await first).toBe(true);
+    expect(hex8(w.lastTid)).toBe(hex8(t1!));
+    expect(hex8(w.lastWritten)).toBe(hex8(t2!));
+    expect(await w.syncInBackground()).toBe(true);
+    expect(hex8(w.lastTid)).toBe(hex8(t2!));
+    w.close();
+    expect(fileContent(file)).toHaveLength(2);
+  });
+
   it('[FS-COMMIT-7] [FS-RECOVER-1] a crash at any byte of a group leaves, after recovery, a prefix of whole transactions', () => {
     const file = fresh();
     const w = FileStorageWriter.open(file);
