@@ -14,7 +14,7 @@ import { MessageError, PickleError } from './errors.ts';
 import { readPickle } from './pickle/decoder.ts';
 import { dumpPickle } from './pickle/encoder.ts';
 import { isInert, type PickleValue, PyDict, PyTuple } from './pickle/values.ts';
-import { encodeStoreMessage, matchStoreMessage } from './store-message.ts';
+import { encodeFastMessage, matchFastMessage } from './fast-messages.ts';
 
 /** `T`: a transaction begins. */
 export interface TransactionMessage {
@@ -56,13 +56,17 @@ export type Message = TransactionMessage | StoreMessage | BlobMessage | CommitMe
 
 /** Encodes a message exactly as Python 3 zc.zrs does. */
 export function encodeMessage(m: Message): Buffer {
+  return encodeFastMessage(m) ?? encodePickledMessage(m);
+}
+
+/** @internal {@link encodeMessage} through the general pickle encoder alone. */
+export function encodePickledMessage(m: Message): Buffer {
   let payload: PickleValue[];
   switch (m.type) {
     case 'T':
       payload = [m.tid, m.status, m.user, m.description, m.extension];
       break;
     case 'S':
-      if (m.version === '') return encodeStoreMessage(m.oid, m.tid, m.dataTxn);
       payload = [m.oid, m.tid, m.version, m.dataTxn];
       break;
     case 'B':
@@ -81,7 +85,7 @@ export function encodeMessage(m: Message): Buffer {
  * bytes. A class reference or call anywhere outside the extension dict is refused.
  */
 export function decodeMessage(payload: Uint8Array): Message {
-  return matchStoreMessage(payload) ?? decodePickledMessage(payload);
+  return matchFastMessage(payload) ?? decodePickledMessage(payload);
 }
 
 /** @internal {@link decodeMessage} through the general pickle decoder alone. */

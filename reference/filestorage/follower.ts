@@ -71,7 +71,7 @@ export class FileFollower {
       if (this.offset === null) return { kind: 'wait' };
     }
     for (;;) {
-      const s = this.reader.scan(this.offset);
+      const s = this.reader.scan(this.offset, true);
       if (s.kind !== 'transaction') return { kind: 'wait' };
       this.offset = s.txn.next;
       // 'u' transactions are obsolete: never sent, but passed over (WIRE-TXN-5).

@@ -8,7 +8,7 @@
  * @module
  */
 import { closeSync, fstatSync, openSync, statSync } from 'node:fs';
-import { readAt } from './io.ts';
+import { readAt, readInto } from './io.ts';
 import { FileFormatError, ZrsError } from '../errors.ts';
 import { compareTids, hex8, Z64 } from '../timestamp.ts';
 import {
@@ -29,6 +29,9 @@ import {
 
 /** Transactions whose data records fit in this many bytes are read with one read. */
 const WHOLE_READ = 1 << 20;
+/** `scan` reads transactions up to this size whole when their records are wanted, and at least this much at once. */
+const SCAN_READ = 64 << 10;
+const MIN_SCAN_READ = 1024;
 
 /** A start tid later than every transaction a primary could send. */
 export class TidTooHighError extends ZrsError {
@@ -73,6 +76,11 @@ export interface ResolvedData {
 
 /** An open FileStorage file, read with positioned reads. */
 export class FileStorageReader {
+  /** How much `scan` reads first when records are wanted: the size of the last transaction. */
+  private guess = MIN_SCAN_READ;
+  /** The bytes of the transactions `scan` read whole, for `records`. */
+  private readonly wholes = new WeakMap<TxnInfo, Buffer>();
+
   private constructor(
     readonly path: string,
     private fd: number,
@@ -136,21 +144,36 @@ export class FileStorageReader {
   /**
    * Examines the transaction record at `offset`. Structural damage inside a transaction
    * that is wholly present (a header longer than the record, a trailing length that differs)
-   * throws a {@link FileFormatError}.
+   * throws a {@link FileFormatError}. With `withRecords`, a transaction of up to 64 KiB is
+   * read whole, and {@link FileStorageReader.records} then takes its records from memory.
    */
-  scan(offset: number): TxnScan {
-    const size = this.size();
-    if (offset >= size) return { kind: 'end' };
-    const head = this.read(offset, TXN_HEADER_SIZE);
-    if (head.length < TXN_HEADER_SIZE) return { kind: 'partial', have: size - offset };
+  scan(offset: number, withRecords = false): TxnScan {
+    // one read brings the header and a small transaction whole: a read of the size of the
+    // last transaction when its records are wanted next, else a short one
+    const first = withRecords ? this.guess : MIN_SCAN_READ;
+    let head = Buffer.allocUnsafe(first);
+    let got = readInto(this.fd, head, offset);
+    if (got === 0) return { kind: 'end' };
+    if (got < TXN_HEADER_SIZE) return { kind: 'partial', have: got };
     const h = decodeTxnHeader(head, offset);
     const metaLength = h.ulen + h.dlen + h.elen;
     if (h.tlen < TXN_HEADER_SIZE + metaLength) {
       throw new FileFormatError('ERR_FS_TXN_HEADER', `transaction header is longer than its length ${h.tlen}`, offset, 'FS-CHECK-9');
     }
     const next = offset + h.tlen + TRAILER_SIZE;
-    if (next > size) return { kind: 'partial', have: size - offset };
-    const trailer = this.readExactly(offset + h.tlen, TRAILER_SIZE, 'redundant length').readBigUInt64BE(0);
+    const total = h.tlen + TRAILER_SIZE;
+    if (withRecords) {
+      if (total > got && got === first && total <= SCAN_READ) {
+        const all = Buffer.allocUnsafe(total);
+        head.copy(all, 0, 0, got);
+        got += readInto(this.fd, all.subarray(got), offset + got);
+        head = all;
+      }
+      this.guess = Math.min(SCAN_READ, Math.max(MIN_SCAN_READ, total));
+    }
+    const whole = total <= got ? head.subarray(0, total) : null;
+    if (!whole && next > this.size()) return { kind: 'partial', have: this.size() - offset };
+    const trailer = whole ? whole.readBigUInt64BE(h.tlen) : this.readExactly(offset + h.tlen, TRAILER_SIZE, 'redundant length').readBigUInt64BE(0);
     if (trailer !== BigInt(h.tlen)) {
       throw new FileFormatError(
         'ERR_FS_REDUNDANT_LENGTH',
@@ -159,7 +182,7 @@ export class FileStorageReader {
         'FS-CHECK-13',
       );
     }
-    const meta = this.readExactly(offset + TXN_HEADER_SIZE, metaLength, 'transaction metadata');
+    const meta = TXN_HEADER_SIZE + metaLength <= got ? head.subarray(TXN_HEADER_SIZE, TXN_HEADER_SIZE + metaLength) : this.readExactly(offset + TXN_HEADER_SIZE, metaLength, 'transaction metadata');
     const txn: TxnInfo = {
       ...h,
       offset,
@@ -170,6 +193,7 @@ export class FileStorageReader {
       dataEnd: offset + h.tlen,
       next,
     };
+    if (whole) this.wholes.set(txn, whole);
     return h.status === Status.CHECKPOINT ? { kind: 'checkpoint', txn } : { kind: 'transaction', txn };
   }
 
@@ -186,8 +210,9 @@ export class FileStorageReader {
   *records(txn: TxnInfo): Generator<DataRecord> {
     const size = txn.dataEnd - txn.dataStart;
     if (size <= WHOLE_READ) {
-      // one read for the whole transaction: the records are decoded from memory
-      const all = this.readExactly(txn.dataStart, size, 'data records');
+      // one read for the whole transaction (or none, when scan read it): records are decoded from memory
+      const whole = this.wholes.get(txn);
+      const all = whole ? whole.subarray(txn.dataStart - txn.offset, txn.dataEnd - txn.offset) : this.readExactly(txn.dataStart, size, 'data records');
       for (let at = 0; at < size; ) {
         const r = dataRecordAt(all, at, size, txn.dataStart);
         yield r;
@@ -205,11 +230,12 @@ export class FileStorageReader {
 
   /**
    * Every whole transaction from `offset` on, in file order. Stops quietly at the end of
-   * the file, at a partial tail or at a `c` transaction (what follows is not committed).
+   * the file, at a partial tail or at a `c` transaction (what follows is not committed);
+   * `withRecords` as for {@link FileStorageReader.scan}.
    */
-  *transactions(offset = MAGIC_SIZE): Generator<TxnInfo> {
+  *transactions(offset = MAGIC_SIZE, withRecords = false): Generator<TxnInfo> {
     for (;;) {
-      const s = this.scan(offset);
+      const s = this.scan(offset, withRecords);
       if (s.kind !== 'transaction') return;
       yield s.txn;
       offset = s.txn.next;

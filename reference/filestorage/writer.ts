@@ -98,7 +98,7 @@ export class FileStorageWriter {
     this.reader = FileStorageReader.open(path);
     this.endOffset = MAGIC_SIZE;
     this.last = Z64;
-    for (const t of this.reader.transactions()) {
+    for (const t of this.reader.transactions(MAGIC_SIZE, true)) {
       if (t.status !== Status.UNDONE) for (const r of this.reader.records(t)) this.latest.set(oidKey(r.oid), r.offset);
       this.txnAt.set(t.tid.readBigUInt64BE(0), t.offset);
       this.endOffset = t.next;
