@@ -96,9 +96,20 @@ async function handle(target: ControlTarget, req: Record<string, Json>): Promise
  */
 export function serveControl(target: ControlTarget, out: { write(text: string): unknown } = process.stdout): {
   send: (event: Record<string, Json>) => void;
+  flush: () => void;
   done: Promise<void>;
 } {
-  const send = (message: Record<string, Json>) => out.write(`${JSON.stringify(message)}\n`);
+  // Messages of one turn of the event loop (a catch-up commits thousands a second) go out
+  // in one write, in order, before the next turn.
+  let pending: string[] = [];
+  const flush = () => {
+    if (pending.length) out.write(pending.join(''));
+    pending = [];
+  };
+  const send = (message: Record<string, Json>) => {
+    if (!pending.length) setImmediate(flush);
+    pending.push(`${JSON.stringify(message)}\n`);
+  };
   const done = new Promise<void>((resolve) => {
     const rl = createInterface({ input: process.stdin });
     let stopping = false;
@@ -108,6 +119,7 @@ export function serveControl(target: ControlTarget, out: { write(text: string): 
       stopping = true;
       rl.close();
       await target.shutdown();
+      flush();
       resolve();
     };
     rl.on('line', (line) => {
@@ -139,5 +151,5 @@ export function serveControl(target: ControlTarget, out: { write(text: string): 
     });
     rl.on('close', () => void queue.then(stop, stop)); // answer what was asked, then stop
   });
-  return { send, done };
+  return { send, flush, done };
 }

@@ -94,12 +94,11 @@ async function serve(target: ControlTarget, withControl: boolean, ready: Record<
   };
   process.on('SIGTERM', shutdown);
   process.on('SIGINT', shutdown);
-  if (withControl) {
-    const control = serveControl({ ...target, shutdown: async () => void (await shutdown()) });
-    control.send({ event: 'ready', role: target.role, ...ready, lastTid: hex8(target.lastTid()) });
-    onCommit?.((tid) => control.send({ event: 'committed', tid: hex8(tid) }));
-  }
+  const control = withControl ? serveControl({ ...target, shutdown: async () => void (await shutdown()) }) : null;
+  control?.send({ event: 'ready', role: target.role, ...ready, lastTid: hex8(target.lastTid()) });
+  if (control) onCommit?.((tid) => control.send({ event: 'committed', tid: hex8(tid) }));
   await stopped;
+  control?.flush(); // what the shutdown committed
   return 0;
 }
 

@@ -78,8 +78,8 @@ export interface ResolvedData {
 export class FileStorageReader {
   /** How much `scan` reads first when records are wanted: the size of the last transaction. */
   private guess = MIN_SCAN_READ;
-  /** The bytes of the transactions `scan` read whole, for `records`. */
-  private readonly wholes = new WeakMap<TxnInfo, Buffer>();
+  /** The last transaction `scan` read whole, with its bytes, for `records`. */
+  private whole: { txn: TxnInfo; bytes: Buffer } | null = null;
 
   private constructor(
     readonly path: string,
@@ -193,7 +193,7 @@ export class FileStorageReader {
       dataEnd: offset + h.tlen,
       next,
     };
-    if (whole) this.wholes.set(txn, whole);
+    this.whole = whole ? { txn, bytes: whole } : null;
     return h.status === Status.CHECKPOINT ? { kind: 'checkpoint', txn } : { kind: 'transaction', txn };
   }
 
@@ -211,7 +211,7 @@ export class FileStorageReader {
     const size = txn.dataEnd - txn.dataStart;
     if (size <= WHOLE_READ) {
       // one read for the whole transaction (or none, when scan read it): records are decoded from memory
-      const whole = this.wholes.get(txn);
+      const whole = this.whole?.txn === txn ? this.whole.bytes : undefined;
       const all = whole ? whole.subarray(txn.dataStart - txn.offset, txn.dataEnd - txn.offset) : this.readExactly(txn.dataStart, size, 'data records');
       for (let at = 0; at < size; ) {
         const r = dataRecordAt(all, at, size, txn.dataStart);

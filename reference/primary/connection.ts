@@ -2,9 +2,9 @@
  * One secondary's connection to a primary (wire-protocol §9.2): the handshake, positioning,
  * streaming every committed transaction as it comes, and the two ways of closing.
  *
- * Back-pressure: a frame is written only while the socket accepts more; when its buffer is
+ * Back-pressure: frames are written only while the socket accepts more; when its buffer is
  * full the stream waits for it to drain, so a slow or stalled secondary holds at most one
- * record beyond the socket's buffer and never slows the others.
+ * record (or 64 KiB of small frames) beyond the socket's buffer and never slows the others.
  * @module
  */
 import { once } from 'node:events';
@@ -17,7 +17,7 @@ import { FrameDecoder, FrameTooLargeError, PRIMARY_RECEIVE_LIMIT } from '../fram
 import type { Fields, Logger } from '../net/log.ts';
 import { StreamEncoder } from '../stream.ts';
 import { hex8, tidToString } from '../timestamp.ts';
-import { type Frame, type FrameNotice, transactionFrames } from './frames.ts';
+import { type FrameNotice, transactionFrames } from './frames.ts';
 import { type HandshakeStep, PrimaryHandshake } from './handshake.ts';
 import type { CommitSignal } from './signal.ts';
 
@@ -30,6 +30,9 @@ export interface PrimaryContext {
   signal: CommitSignal;
   logger: Logger;
 }
+
+/** Frames smaller than this are gathered into writes of about this size. */
+const GATHER_LIMIT = 64 << 10;
 
 type State = 'handshake' | 'positioning' | 'streaming' | 'draining' | 'closed';
 
@@ -181,28 +184,44 @@ export class PrimaryConnection {
     }
   }
 
-  /** Writes a frame (header and payload); waits while the socket's buffer is full. */
   /**
-   * Writes a frame (header and payload) into the corked socket; when its buffer is full,
-   * flushes it and waits for it to drain.
+   * Writes the frames of a transaction. Small frames are gathered and written together (up
+   * to 64 KiB at a time), a large payload goes as it is; whenever the socket's buffer is
+   * full the stream waits for it to drain.
    */
-  private async write(frame: Frame): Promise<void> {
-    if (!this.live) throw new ZrsError('ERR_CONNECTION_CLOSED', 'the secondary went away');
-    this.socket.write(frame[0]);
-    if (this.socket.write(frame[1])) return;
-    this.socket.uncork();
-    await Promise.race([once(this.socket, 'drain').catch(() => undefined), this.closed]);
-    this.socket.cork();
-  }
-
-  /** The frames of a transaction, gathered into as few writes to the kernel as the buffer allows. */
   private async sendTransaction(encoder: StreamEncoder, txn: TxnInfo): Promise<void> {
     const notice = (n: FrameNotice) => this.log('warn', n.kind, `no blob file ${n.file}; sent as a plain record`, { oid: hex8(n.oid) });
-    this.socket.cork();
+    const socket = this.socket;
+    const gathered: Uint8Array[] = [];
+    let gatheredBytes = 0;
+    const writeGathered = (): boolean => {
+      const full = !socket.write(gathered.length === 1 ? gathered[0]! : Buffer.concat(gathered, gatheredBytes));
+      gathered.length = 0;
+      gatheredBytes = 0;
+      return full;
+    };
+    socket.cork();
     try {
-      for (const frame of transactionFrames(this.follower!.file, txn, encoder, this.ctx.blobs, notice)) await this.write(frame);
+      for (const [header, payload] of transactionFrames(this.follower!.file, txn, encoder, this.ctx.blobs, notice)) {
+        if (!this.live) throw new ZrsError('ERR_CONNECTION_CLOSED', 'the secondary went away');
+        let full = false;
+        if (payload.length >= GATHER_LIMIT) {
+          if (gatheredBytes) writeGathered();
+          socket.write(header);
+          full = !socket.write(payload);
+        } else {
+          gathered.push(header, payload);
+          gatheredBytes += header.length + payload.length;
+          if (gatheredBytes >= GATHER_LIMIT) full = writeGathered();
+        }
+        if (!full) continue;
+        socket.uncork();
+        await Promise.race([once(socket, 'drain').catch(() => undefined), this.closed]);
+        socket.cork();
+      }
+      if (gatheredBytes && this.live) writeGathered();
     } finally {
-      this.socket.uncork();
+      socket.uncork();
     }
     this.sentTransactions++;
   }
