@@ -4,15 +4,19 @@
  * clean-up after each case.
  * @module
  */
-import { closeSync, cpSync, mkdirSync, mkdtempSync, openSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, cpSync, existsSync, mkdirSync, mkdtempSync, openSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, type TestContext } from 'vitest';
+import { fileContent } from '../reference/filestorage/content.ts';
 import { FileStorageReader } from '../reference/filestorage/reader.ts';
 import { type Address, formatAddress } from '../reference/net/address.ts';
+import { hex8, Z64 } from '../reference/timestamp.ts';
 import { type Descriptor, type Feature, readDescriptor } from './iut/descriptor.ts';
 import { ENV, FIXTURES, REFERENCE_IUT, REPO_ROOT } from './env.ts';
-import { freePort, IutNode } from './iut/node.ts';
+import { IutNode } from './iut/node.ts';
+import { freePort } from '../reference/net/ports.ts';
+import { until } from './wait.ts';
 
 const cache = new Map<string, Descriptor>();
 function descriptor(file: string): Descriptor {
@@ -95,18 +99,24 @@ export async function loopback(): Promise<Extract<Address, { kind: 'tcp' }>> {
   return { kind: 'tcp', host: '127.0.0.1', port: await freePort() };
 }
 
-/** Writes a zc.zrs configuration file for a node (for IUTs started from one). */
-function writeConfig(dir: string, name: string, o: { fs: string; listen?: Address; from?: Address; blobDir?: string; keepAliveDelay?: number }): string {
-  const lines = ['%import zc.zrs', '<zrs>'];
-  if (o.listen) lines.push(`  replicate-to ${formatAddress(o.listen)}`);
-  if (o.from) lines.push(`  replicate-from ${formatAddress(o.from)}`);
-  if (o.keepAliveDelay) lines.push(`  keep-alive-delay ${Math.ceil(o.keepAliveDelay)}`);
-  lines.push('  <filestorage>', `    path ${o.fs}`);
-  if (o.blobDir) lines.push(`    blob-dir ${o.blobDir}`);
-  lines.push('  </filestorage>', '</zrs>', '');
-  const file = path.join(dir, `${name}.conf`);
-  writeFileSync(file, lines.join('\n'));
+/**
+ * Writes a zc.zrs configuration file: `settings` (lines such as `replicate-from HOST:PORT`) in
+ * its `<zrs>` section, then the FileStorage `fs` (with its blob directory). Returns `file`.
+ */
+export function writeZrsConfig(file: string, settings: string[], fs: string, blobDir?: string): string {
+  const storage = [`    path ${fs}`, ...(blobDir ? [`    blob-dir ${blobDir}`] : [])];
+  writeFileSync(file, ['%import zc.zrs', '<zrs>', ...settings.map((l) => `  ${l}`), '  <filestorage>', ...storage, '  </filestorage>', '</zrs>', ''].join('\n'));
   return file;
+}
+
+/** Writes the configuration file of a node (for IUTs started from one). */
+function writeConfig(dir: string, name: string, o: { fs: string; listen?: Address; from?: Address; blobDir?: string; keepAliveDelay?: number }): string {
+  const settings = [
+    ...(o.listen ? [`replicate-to ${formatAddress(o.listen)}`] : []),
+    ...(o.from ? [`replicate-from ${formatAddress(o.from)}`] : []),
+    ...(o.keepAliveDelay ? [`keep-alive-delay ${Math.ceil(o.keepAliveDelay)}`] : []),
+  ];
+  return writeZrsConfig(path.join(dir, `${name}.conf`), settings, o.fs, o.blobDir);
 }
 
 /**
@@ -117,15 +127,14 @@ export async function startFromConfig(role: 'primary' | 'secondary', settings: s
   const iut = role === 'primary' ? primaryIut() : secondaryIut();
   const dir = workdir();
   const fs = path.join(dir, 'Data.fs');
-  const config = path.join(dir, `${role}.conf`);
-  writeFileSync(config, ['%import zc.zrs', '<zrs>', ...settings.map((l) => `  ${l}`), '  <filestorage>', `    path ${fs}`, '  </filestorage>', '</zrs>', ''].join('\n'));
+  const config = writeZrsConfig(path.join(dir, `${role}.conf`), settings, fs);
   const node = await IutNode.start(iut, role, { fs, config, reconnectDelay: String(o.reconnectDelay ?? 0.2) }, { fromConfig: true });
   nodes.add(node);
   return { node, fs };
 }
 
 /** Gives the `n`-th transaction of a file the obsolete status `u` (which no primary sends). */
-function markUndone(fs: string, n: number): void {
+export function markUndone(fs: string, n: number): void {
   const r = FileStorageReader.open(fs);
   const txn = [...r.transactions()][n]!;
   r.close();
@@ -210,4 +219,24 @@ export async function startSecondary(o: {
   });
   nodes.add(node);
   return { node, fs, blobDir };
+}
+
+/**
+ * The last tid a secondary started by {@link startSecondary} reports: over its control channel when it has one, else
+ * the last whole transaction of its file (z64 while there is none, or while it is unreadable).
+ */
+export async function lastTidOf(s: { node: IutNode; fs: string }): Promise<string> {
+  if (secondaryIut().features.has('control')) return s.node.lastTid();
+  if (!existsSync(s.fs) || statSync(s.fs).size < 4) return hex8(Z64);
+  try {
+    return fileContent(s.fs).at(-1)?.tid ?? hex8(Z64);
+  } catch {
+    return hex8(Z64);
+  }
+}
+
+/** Waits until a started secondary reports `tid` as its last committed transaction. */
+export async function reaches(s: { node: IutNode; fs: string }, tid: string, timeoutMs = 30_000): Promise<void> {
+  let last = '';
+  await until(`the secondary to reach ${tid}`, async () => (last = await lastTidOf(s)) === tid, { timeoutMs, everyMs: 25, seen: () => last });
 }

@@ -9,7 +9,7 @@ import { fileContent } from '../../reference/filestorage/content.ts';
 import { type BlobMessage, decodeMessage } from '../../reference/messages.ts';
 import type { Frame } from '../../reference/primary/frames.ts';
 import { Z64 } from '../../reference/timestamp.ts';
-import { primaryIut, requires, secondaryIut, startPrimary, startSecondary, workdir } from '../context.ts';
+import { primaryIut, reaches, requires, secondaryIut, startPrimary, startSecondary, workdir } from '../context.ts';
 import { FIXTURES } from '../env.ts';
 import { expectedTransactions, firstDifference } from '../expected.ts';
 import { type FakeConnection, FakePrimary, storeFrames } from '../peers/fake-primary.ts';
@@ -34,10 +34,6 @@ function largestBlob(frames: Frame[][]): { txn: number; first: number; chunks: n
     });
   });
   return best;
-}
-
-async function lastTid(node: { lastTid(): Promise<string> }): Promise<string> {
-  return node.lastTid();
 }
 
 describe('blobs', () => {
@@ -80,11 +76,7 @@ describe('blobs', () => {
     });
     const blobDir = path.join(workdir(), 'blobs');
     const s = await startSecondary({ from: p.address, blobDir, reconnectDelay: 0.1 });
-    const until = Date.now() + 60_000;
-    while ((await lastTid(s.node)) !== want.at(-1)!.tid) {
-      if (Date.now() > until) throw new Error('the secondary never caught up');
-      await sleep(50);
-    }
+    await reaches(s, want.at(-1)!.tid, 60_000);
     expect(chunks).toBe(17);
     expect(p.connections.length).toBe(chunks + 1);
     expect(visibleAtReconnect).toEqual(Array.from({ length: chunks }, () => false));
@@ -121,11 +113,7 @@ describe('blobs', () => {
     const second = await startSecondary({ from: p.address, fs, blobDir });
     const tmp = path.join(blobDir, 'tmp');
     expect(existsSync(tmp) ? readdirSync(tmp).filter((f) => !f.startsWith('.')) : []).toEqual([]);
-    const until = Date.now() + 30_000;
-    while ((await lastTid(second.node)) !== want.at(-1)!.tid) {
-      if (Date.now() > until) throw new Error('the secondary never caught up');
-      await sleep(50);
-    }
+    await reaches(second, want.at(-1)!.tid);
     await second.node.stop();
     expect(fileContent(fs)).toEqual(want);
     p.close();

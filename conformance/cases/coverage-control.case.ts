@@ -16,10 +16,12 @@ import { encodeMessage } from '../../reference/messages.ts';
 import { parseAddress } from '../../reference/net/address.ts';
 import { type PickleValue, PyDict } from '../../reference/pickle/values.ts';
 import { hex8, tidToUnixSeconds, Z64 } from '../../reference/timestamp.ts';
-import { loopback, primaryIut, requires, secondaryIut, startPrimary, startSecondary, workdir } from '../context.ts';
+import { loopback, primaryIut, requires, secondaryIut, startPrimary, startSecondary, workdir, writeZrsConfig } from '../context.ts';
+import { until } from '../wait.ts';
 import { FIXTURES } from '../env.ts';
 import { expandArgs } from '../iut/descriptor.ts';
-import { type ControlMessage, freePort, type IutNode } from '../iut/node.ts';
+import { type ControlMessage, type IutNode } from '../iut/node.ts';
+import { freePort } from '../../reference/net/ports.ts';
 import { FakePrimary, storeFrames } from '../peers/fake-primary.ts';
 import { FakeSecondary, sleep } from '../peers/fake-secondary.ts';
 import { byValue, prevPointers } from '../file-checks.ts';
@@ -55,14 +57,6 @@ const rawLine = (node: IutNode, line: string) => node.proc.stdin!.write(`${line}
 /** Control responses (messages without `event`) from index `from` on. */
 const responses = (node: IutNode, from: number) => node.messages.slice(from).filter((m) => !('event' in m));
 
-async function until(test: () => boolean, timeoutMs = 10_000, what = 'condition'): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!test()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
-}
-
 /** Every line a node wrote on standard output is a control-channel response or event. */
 function onlyControlMessages(node: IutNode): ControlMessage[] {
   return node.messages.filter((m) => !(typeof m.event === 'string' && !('id' in m)) && !('id' in m && typeof m.ok === 'boolean'));
@@ -95,9 +89,7 @@ async function startFailing(role: 'primary' | 'secondary', fs: string, listen?: 
   const cmd = iut[role]!;
   const dir = path.dirname(fs);
   const from = `127.0.0.1:${await freePort()}`;
-  const config = path.join(dir, `${role}.conf`);
-  const where = role === 'primary' ? `  replicate-to ${listen}` : `  replicate-from ${from}`;
-  writeFileSync(config, ['%import zc.zrs', '<zrs>', where, '  <filestorage>', `    path ${fs}`, '  </filestorage>', '</zrs>', ''].join('\n'));
+  const config = writeZrsConfig(path.join(dir, `${role}.conf`), [role === 'primary' ? `replicate-to ${listen}` : `replicate-from ${from}`], fs);
   const values = role === 'primary' ? { fs, listen: listen!, config } : { fs, from, config, reconnectDelay: '0.2' };
   const proc: ChildProcess = spawn(cmd.command, expandArgs(cmd.args, values), { cwd: iut.dir, env: { ...process.env, ...cmd.env }, stdio: ['pipe', 'pipe', 'pipe'] });
   let stderr = '';
@@ -158,7 +150,7 @@ describe(`control channel: ${primary.name}`, () => {
       '{"id":11,"op":"last-tid"}',
     ];
     p.node.proc.stdin!.write(`${lines.join('\n')}\n`);
-    await until(() => responses(p.node, mark).length >= lines.length, 10_000, 'ten responses');
+    await until('ten responses', () => responses(p.node, mark).length >= lines.length, { timeoutMs: 10_000 });
     await sleep(200);
     const r = responses(p.node, mark);
     expect(r).toHaveLength(lines.length);

@@ -12,8 +12,8 @@ import { FileStorageReader } from '../../reference/filestorage/reader.ts';
 import { FileStorageWriter, type RecordToWrite } from '../../reference/filestorage/writer.ts';
 import { encodeFrame, frameHeader } from '../../reference/framing.ts';
 import { type Address } from '../../reference/net/address.ts';
-import { hex8, tidFromParts, Z64 } from '../../reference/timestamp.ts';
-import { loopback, primaryIut, requires, startPrimary, workdir } from '../context.ts';
+import { tidFromParts, Z64 } from '../../reference/timestamp.ts';
+import { loopback, markUndone, primaryIut, requires, startPrimary, workdir } from '../context.ts';
 import { FIXTURES } from '../env.ts';
 import { expectedTransactions, firstDifference } from '../expected.ts';
 import { FakeSecondary, sleep } from '../peers/fake-secondary.ts';
@@ -124,16 +124,6 @@ async function connect(a: Address, timeoutMs = 10_000): Promise<FakeSecondary> {
       await sleep(50);
     }
   }
-}
-
-/** Gives the `n`-th transaction of a file the status `u`. */
-function markUndone(fs: string, n: number): void {
-  const r = FileStorageReader.open(fs);
-  const t = [...r.transactions()][n]!;
-  r.close();
-  const b = readFileSync(fs);
-  b.write('u', t.offset + 16, 'latin1');
-  writeFileSync(fs, b);
 }
 
 const tids = (s: FakeSecondary) => s.transactions.map((t) => hex(t.begin.tid));

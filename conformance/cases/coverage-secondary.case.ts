@@ -18,9 +18,11 @@ import { type Json, pickleToJson } from '../../reference/pickle/json.ts';
 import { PyDict } from '../../reference/pickle/values.ts';
 import { type OutgoingRecord, StreamEncoder } from '../../reference/stream.ts';
 import { hex8, tidFromParts, Z64 } from '../../reference/timestamp.ts';
-import { requires, secondaryIut, SEED, startSecondary, workdir } from '../context.ts';
+import { lastTidOf, reaches, requires, secondaryIut, SEED, startSecondary, workdir, writeZrsConfig } from '../context.ts';
+import { until } from '../wait.ts';
 import { FIXTURES } from '../env.ts';
-import { freePort, IutNode } from '../iut/node.ts';
+import { IutNode } from '../iut/node.ts';
+import { freePort } from '../../reference/net/ports.ts';
 import { FakeConnection, FakePrimary, storeFrames } from '../peers/fake-primary.ts';
 import { sleep } from '../peers/fake-secondary.ts';
 import { prng } from '../proxy/fault-proxy.ts';
@@ -177,37 +179,6 @@ async function listenOn(address: Address, script: (c: FakeConnection) => void | 
 
 type Started = { node: IutNode; fs: string };
 
-function lastTidOfFile(fs: string): string {
-  if (!existsSync(fs) || statSync(fs).size < 4) return hex8(Z64);
-  try {
-    return fileContent(fs).at(-1)?.tid ?? hex8(Z64);
-  } catch {
-    return hex8(Z64);
-  }
-}
-
-const lastTid = async (s: Started) => (iut.features.has('control') ? s.node.lastTid() : lastTidOfFile(s.fs));
-
-/** Waits until the secondary reports `tid` as its last committed one. */
-async function reaches(s: Started, tid: string, timeoutMs = 20_000): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    const last = await lastTid(s);
-    if (last === tid) return;
-    if (Date.now() > until) throw new Error(`the secondary reached ${last}, not ${tid}, within ${timeoutMs} ms`);
-    await sleep(25);
-  }
-}
-
-/** Waits until `test` holds. */
-async function until(test: () => boolean, timeoutMs = 20_000, what = 'condition'): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!test()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
-}
-
 /** A transaction of a file, by tid. */
 function transactionOf(fs: string, tid: Uint8Array) {
   return fileContent(fs).find((t) => t.tid === hex(tid));
@@ -241,7 +212,7 @@ describe(`secondary: ${iut.name}`, () => {
     const s = await startSecondary({ from: p.address, keepAliveDelay });
     await reaches(s, small.at(-1)!.tid);
     const c = await p.connection(0);
-    await until(() => c.keepAlives.length >= 2, keepAliveDelay * 4000, 'two keep-alives');
+    await until('two keep-alives', () => c.keepAlives.length >= 2, { timeoutMs: keepAliveDelay * 4000 });
     await sleep(50);
     expect(c.closed).toBe(false);
     expect(c.frames.slice(2).every((f) => f.payload.length === 0)).toBe(true);
@@ -426,7 +397,7 @@ describe(`secondary: ${iut.name}`, () => {
     const s = await startSecondary({ from: p.address, reconnectDelay: 0.2 });
     const first = await p.connection(0);
     expect(await first.waitForClose(10_000)).toBe(true);
-    expect(await lastTid(s)).toBe(small[2]!.tid);
+    expect(await lastTidOf(s)).toBe(small[2]!.tid);
     expect(hex((await (await p.connection(1)).handshake).startTid)).toBe(small[2]!.tid);
     await reaches(s, small.at(-1)!.tid);
     await s.node.stop();
@@ -641,7 +612,7 @@ describe(`secondary: ${iut.name}`, () => {
     const s = await startSecondary({ from: p.address, reconnectDelay: 0.2 });
     // the transaction has been handled once it is committed, or refused (a new connection)
     const end = Date.now() + 15_000;
-    while ((await lastTid(s)) !== hex(tid) && p.connections.length < 2 && Date.now() < end) await sleep(25);
+    while ((await lastTidOf(s)) !== hex(tid) && p.connections.length < 2 && Date.now() < end) await sleep(25);
     await sleep(200);
     expect(existsSync(target)).toBe(false);
   });
@@ -800,9 +771,7 @@ describe(`secondary with blobs: ${iut.name}`, () => {
    * these cases need one prepared beforehand). Stopped after the case.
    */
   async function secondaryWithBlobDir(from: Address, fs: string, blobDir: string): Promise<{ node: IutNode; fs: string }> {
-    const config = path.join(path.dirname(fs), 'secondary.conf');
-    const lines = ['%import zc.zrs', '<zrs>', `  replicate-from ${formatAddress(from)}`, '  <filestorage>', `    path ${fs}`, `    blob-dir ${blobDir}`, '  </filestorage>', '</zrs>', ''];
-    writeFileSync(config, lines.join('\n'));
+    const config = writeZrsConfig(path.join(path.dirname(fs), 'secondary.conf'), [`replicate-from ${formatAddress(from)}`], fs, blobDir);
     const node = await IutNode.start(iut, 'secondary', { fs, from: formatAddress(from), config, reconnectDelay: '0.2', blobDir });
     servers.push({ close: () => node.stop(5000) });
     return { node, fs };

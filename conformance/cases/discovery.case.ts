@@ -6,6 +6,7 @@ import { findZooKeeper, HOW_TO_ENABLE, ZooKeeperServer } from '../../reference/d
 import { ZooKeeper } from '../../reference/discovery/zookeeper.ts';
 import { formatAddress } from '../../reference/net/address.ts';
 import { loopback, primaryIut, requires, secondaryIut, startFromConfig, startPrimary, startSecondary, workdir } from '../context.ts';
+import { until } from '../wait.ts';
 import { accepts } from '../iut/node.ts';
 import { FakePrimary } from '../peers/fake-primary.ts';
 import { sleep } from '../peers/fake-secondary.ts';
@@ -36,16 +37,6 @@ async function place(ctx: TestContext) {
   return { zookeeper: server!.connectionString, providers, zk: zk! };
 }
 
-async function until<T>(what: string, f: () => Promise<T | null | undefined | false>, ms = 10_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await f();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await sleep(10);
-  }
-}
-
 describe(`discovery, registering: ${primary.name}`, () => {
   it('[DISC-REG-1] [DISC-REG-2] [DISC-REG-3] [DISC-REG-9] a registering primary: an ephemeral HOST:PORT child of its own session, registered only once the port serves, with its pid as data, and gone when it stops', async (ctx) => {
     requires(ctx, primary, 'primary', 'discovery');
@@ -58,7 +49,7 @@ describe(`discovery, registering: ${primary.name}`, () => {
       if (!(await zk.children(providers))?.includes(name)) return null;
       servedWhenSeen = await accepts(listen.port);
       return true;
-    }, 30_000);
+    }, { timeoutMs: 30_000, everyMs: 10 });
     const p = await startPrimary({ listen, register: { zookeeper, providers } });
     await watching;
     expect(servedWhenSeen, 'the node was registered before its port accepted connections').toBe(true);
@@ -72,7 +63,7 @@ describe(`discovery, registering: ${primary.name}`, () => {
     // the node is removed at shutdown, not left to the session timeout (10 s here)
     const stopped = Date.now();
     expect((await p.node.stop()).code).toBe(0);
-    await until('the registration node to go', async () => (await zk.children(providers))?.length === 0, 5_000);
+    await until('the registration node to go', async () => (await zk.children(providers))?.length === 0, { timeoutMs: 5_000, everyMs: 10 });
     expect(Date.now() - stopped).toBeLessThan(5_000);
   });
 
@@ -136,7 +127,7 @@ describe(`discovery, discovering: ${secondary.name}`, () => {
       await server!.restart();
       await commit(2); // replication does not need ZooKeeper
       await zk.waitConnected(20_000);
-      await until('the registration after the restart', async () => (await zk.children(providers))?.includes(`127.0.0.1:${listen.port}`), 20_000);
+      await until('the registration after the restart', async () => (await zk.children(providers))?.includes(`127.0.0.1:${listen.port}`), { timeoutMs: 20_000 });
       // another provider registers and the first one's node goes: the secondary follows the change
       await zk.createEphemeral(`${providers}/${formatAddress(other.address)}`, Buffer.alloc(0));
       await zk.remove(`${providers}/127.0.0.1:${listen.port}`);
@@ -189,7 +180,7 @@ describe(`discovery, session expiry: ${primary.name} / ${secondary.name}`, () =>
     await until('the registration in a new session', async () => {
       const n = await look!.get(`${providers}/${name}`);
       return n !== null && Buffer.from(n.stat.ephemeralOwner).toString('hex') !== before;
-    }, 20_000);
+    }, { timeoutMs: 20_000 });
   });
 
   it('[DISC-ZK-3] [DISC-FIND-1] a secondary whose session expired watches its provider path again', async (ctx) => {

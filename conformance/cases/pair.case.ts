@@ -6,7 +6,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { checkFile } from '../../reference/filestorage/checker.ts';
 import { fileContent, type TransactionContent } from '../../reference/filestorage/content.ts';
-import { loopback, primaryIut, PROPERTY_TIMEOUT_MS, propertyParameters, replayCommand, requires, SEED, secondaryIut, startPrimary, startSecondary, transcriptDir, workdir } from '../context.ts';
+import { loopback, primaryIut, PROPERTY_TIMEOUT_MS, propertyParameters, reaches, replayCommand, requires, SEED, secondaryIut, startPrimary, startSecondary, transcriptDir, workdir } from '../context.ts';
 import { REPO_ROOT } from '../env.ts';
 import { FaultProxy, prng } from '../proxy/fault-proxy.ts';
 import { byValue } from '../file-checks.ts';
@@ -19,14 +19,6 @@ const title = primary === secondary ? primary.name : `${primary.name} → ${seco
 /** True when `s` is a prefix of `p`, transaction for transaction. */
 function isPrefix(s: TransactionContent[], p: TransactionContent[]): boolean {
   return s.length <= p.length && s.every((t, i) => JSON.stringify(t) === JSON.stringify(p[i]));
-}
-
-async function converged(s: Awaited<ReturnType<typeof startSecondary>>, tid: string, timeoutMs = 30_000): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  while ((await s.node.lastTid()) !== tid) {
-    if (Date.now() > until) throw new Error(`the secondary did not reach ${tid} within ${timeoutMs} ms`);
-    await sleep(25);
-  }
 }
 
 /**
@@ -75,7 +67,7 @@ describe(`end to end: ${title}`, () => {
     const p = await startPrimary({ store });
     const s = await startSecondary({ from: p.address });
     const want = fileContent(p.fs);
-    await converged(s, want.at(-1)!.tid);
+    await reaches(s, want.at(-1)!.tid);
     await s.node.stop();
     expect(checkFile(s.fs).violation).toBeNull();
     expect(fileContent(s.fs)).toEqual(want);
@@ -88,7 +80,7 @@ describe(`end to end: ${title}`, () => {
     const p = await startPrimary({ file: path.join(REPO_ROOT, 'fixtures/logs', name) });
     const s = await startSecondary({ from: p.address });
     const want = replicated(fileContent(p.fs));
-    if (want.length) await converged(s, want.at(-1)!.tid);
+    if (want.length) await reaches(s, want.at(-1)!.tid);
     await s.node.stop();
     expect(checkFile(s.fs).violation).toBeNull();
     expect(replicated(fileContent(s.fs))).toEqual(want);
@@ -102,7 +94,7 @@ describe(`end to end: ${title}`, () => {
     const listen = middle.node.ready?.listen as string;
     const leaf = await startSecondary({ from: { kind: 'tcp', host: '127.0.0.1', port: Number(listen.split(':').pop()) } });
     const r = await p.node.request('commit', { records: records(2, 100) });
-    await converged(leaf, r.tid as string);
+    await reaches(leaf, r.tid as string);
     await leaf.node.stop();
     expect(fileContent(leaf.fs)).toEqual(fileContent(p.fs));
   });
@@ -149,7 +141,7 @@ describe(`end to end: ${title}`, () => {
             if (!isPrefix(fileContent(s.fs), fileContent(p.fs))) return false;
           }
           proxy.heal();
-          await converged(s, lastTid, 10_000);
+          await reaches(s, lastTid, 10_000);
           ok = JSON.stringify(fileContent(s.fs)) === JSON.stringify(fileContent(p.fs)) && checkFile(s.fs).ok;
           return ok;
         } finally {
@@ -184,7 +176,7 @@ describe(`end to end: ${title}`, () => {
       });
       await sleep(idle * 3);
       const r = await p.node.request('commit', { records: records(1, 10) });
-      await converged(s, r.tid as string);
+      await reaches(s, r.tid as string);
       if (keepAlive) expect(proxy.accepted).toBe(1);
       else expect(proxy.accepted).toBeGreaterThan(1);
       await s.node.stop();
@@ -209,7 +201,7 @@ describe(`end to end: ${title}`, () => {
       expect([null, 'FS-CHECK-6', 'FS-CHECK-7', 'FS-CHECK-4']).toContain(check.violation?.rule ?? null); // at worst a cut or unfinished tail
     }
     const s = await startSecondary({ from: p.address, fs });
-    await converged(s, lastTid);
+    await reaches(s, lastTid);
     await s.node.stop();
     expect(checkFile(fs).violation).toBeNull();
     expect(fileContent(fs)).toEqual(fileContent(p.fs));

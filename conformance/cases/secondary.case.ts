@@ -12,7 +12,7 @@ import { PyDict } from '../../reference/pickle/values.ts';
 import type { Frame } from '../../reference/primary/frames.ts';
 import { StreamEncoder } from '../../reference/stream.ts';
 import { hex8, Z64 } from '../../reference/timestamp.ts';
-import { requires, secondaryIut, startSecondary, workdir } from '../context.ts';
+import { reaches, requires, secondaryIut, startSecondary, workdir } from '../context.ts';
 import { FIXTURES } from '../env.ts';
 import { type FakeConnection, FakePrimary, storeFrames } from '../peers/fake-primary.ts';
 import { sleep } from '../peers/fake-secondary.ts';
@@ -28,22 +28,6 @@ async function serving(name: string, blobs = false): Promise<FakePrimary> {
     const { startTid } = await c.handshake;
     c.send(flat(storeFrames(store(name), startTid, dir)));
   });
-}
-
-/** Waits until the secondary (over its control channel, or its file) reports `tid`. */
-async function reaches(node: Awaited<ReturnType<typeof startSecondary>>, tid: string, timeoutMs = 20_000): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    const last = iut.features.has('control') ? await node.node.lastTid() : lastTidOfFile(node.fs);
-    if (last === tid) return;
-    if (Date.now() > until) throw new Error(`the secondary reached ${last}, not ${tid}, within ${timeoutMs} ms`);
-    await sleep(25);
-  }
-}
-
-function lastTidOfFile(fs: string): string {
-  if (!existsSync(fs) || statSync(fs).size < 4) return hex8(Z64);
-  return fileContent(fs).at(-1)?.tid ?? hex8(Z64);
 }
 
 /** Stops the secondary and returns its file's content, after checking the file is valid. */

@@ -34,15 +34,6 @@ function hookExit(): void {
   }
 }
 
-/** A free loopback TCP port (bound then released). */
-export async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const port = (server.address() as net.AddressInfo).port;
-  await new Promise((r) => server.close(r));
-  return port;
-}
-
 /** Whether something accepts TCP connections on a loopback port. */
 export async function accepts(port: number): Promise<boolean> {
   return new Promise((resolve) => {

@@ -13,6 +13,7 @@ import { type Frame, transactionFrames } from '../../reference/primary/frames.ts
 import { StreamEncoder } from '../../reference/stream.ts';
 import { compareTids } from '../../reference/timestamp.ts';
 import { sleep } from './fake-secondary.ts';
+import { until } from '../wait.ts';
 
 /** One connection from the secondary under test. */
 export class FakeConnection {
@@ -104,13 +105,8 @@ export class FakePrimary {
   }
 
   /** Waits for connection number `n` (0-based). */
-  async connection(n: number, timeoutMs = 20_000): Promise<FakeConnection> {
-    const until = Date.now() + timeoutMs;
-    while (this.connections.length <= n) {
-      if (Date.now() > until) throw new Error(`the secondary did not make connection #${n + 1} within ${timeoutMs} ms`);
-      await sleep(10);
-    }
-    return this.connections[n]!;
+  connection(n: number, timeoutMs = 20_000): Promise<FakeConnection> {
+    return until(`connection #${n + 1} of the secondary`, () => this.connections[n], { timeoutMs, everyMs: 10 });
   }
 
   close(): void {

@@ -8,6 +8,7 @@
  * @module
  */
 import net from 'node:net';
+import { setImmediate as setImmediatePromise } from 'node:timers/promises';
 import type { Address } from '../../reference/net/address.ts';
 
 /** A deterministic pseudo-random generator (mulberry32). */
@@ -88,7 +89,9 @@ export class Pipe {
       if (f.bandwidth) await delay((piece.length / f.bandwidth) * 1000);
       this.bytes += piece.length;
       if (!this.to.write(piece)) await new Promise((r) => this.to.once('drain', r));
-      if (f.slice) await delay(0);
+      // a pause after each piece, so that the receiver reads it apart; a chunk cut into very
+      // many pieces gets a turn of the event loop instead, so that it still arrives in bounded time
+      if (f.slice) await (pieces.length > SLOW_PIECES ? setImmediatePromise() : delay(0));
       if (f.closeAfterBytes !== undefined && this.bytes >= f.closeAfterBytes) return this.link.close();
     }
   }
@@ -227,3 +230,5 @@ export class FaultProxy {
 }
 
 const delay = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+/** A chunk sliced into more pieces than this is paced by event-loop turns, not milliseconds. */
+const SLOW_PIECES = 256;

@@ -13,15 +13,28 @@ import type { RunVerdict } from '../report/verdict.ts';
 import { MUTATIONS } from './mutants.ts';
 
 const MUTANT = path.join(REPO_ROOT, 'conformance/selftest/mutant.mjs');
+const ZRS = path.join(REPO_ROOT, 'reference/cli/zrs.mjs');
 const CLI = path.join(REPO_ROOT, 'conformance/cli.ts');
 const TSX = path.join(REPO_ROOT, 'node_modules/.bin/tsx');
 
-/** A descriptor for the reference with one role replaced by a mutant. */
+/**
+ * A descriptor for the reference with one role replaced by a mutant: every relative path of
+ * the reference's descriptor (relative to its folder) made absolute, so that it works from a
+ * temporary folder, and `zrs.mjs` replaced by the mutant's launcher in every command line of
+ * that role.
+ */
 function mutantDescriptor(dir: string, name: string, role: 'primary' | 'secondary'): string {
-  const ref = JSON.parse(readFileSync(REFERENCE_IUT, 'utf8')) as Record<string, { args: unknown[] } & Record<string, unknown>>;
-  const absolute = (args: unknown[]) => args.map((a) => (a === '../../reference/cli/zrs.mjs' ? path.join(REPO_ROOT, 'reference/cli/zrs.mjs') : a));
-  for (const r of ['primary', 'secondary'] as const) ref[r]!.args = absolute(ref[r]!.args);
-  ref[role]!.args = [MUTANT, name, ...ref[role]!.args.slice(1)];
+  type Args = unknown[];
+  const ref = JSON.parse(readFileSync(REFERENCE_IUT, 'utf8')) as Record<string, Record<string, unknown>>;
+  const absolute = (a: unknown): unknown =>
+    Array.isArray(a) ? a.map(absolute) : typeof a === 'string' && /^\.\.?\//.test(a) ? path.resolve(path.dirname(REFERENCE_IUT), a) : a;
+  for (const r of ['primary', 'secondary'] as const) {
+    for (const key of Object.keys(ref[r]!)) if (key === 'args' || key.endsWith('Args')) ref[r]![key] = absolute(ref[r]![key]);
+  }
+  for (const key of ['args', 'configArgs']) {
+    const args = ref[role]![key] as Args | undefined;
+    if (args) ref[role]![key] = args.flatMap((a) => (a === ZRS ? [MUTANT, name] : [a]));
+  }
   ref.name = `mutant-${name}` as never;
   const file = path.join(dir, `${name}.json`);
   writeFileSync(file, JSON.stringify(ref, null, 2));

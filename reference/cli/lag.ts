@@ -55,6 +55,7 @@ export async function lag(args: string[], out: Output): Promise<number> {
       if (a === '-w' || a === '--warning') warn = seconds(args, i++, a);
       else if (a === '-e' || a === '--error') error = seconds(args, i++, a);
       else if (a === '-m' || a === '--output-metrics') metrics = true;
+      else if (a.startsWith('-') && a.length > 1) throw new Error(`unknown option ${a}`);
       else nodes.push(a);
     }
   } catch (e) {

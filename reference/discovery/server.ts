@@ -12,6 +12,7 @@ import { accessSync, constants, existsSync, mkdirSync, mkdtempSync, rmSync, writ
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { freePort } from '../net/ports.ts';
 
 /** Where ZooKeeper's jars and Java were found. */
 export interface ZooKeeperInstallation {
@@ -51,19 +52,6 @@ export function findZooKeeper(env: NodeJS.ProcessEnv = process.env): ZooKeeperIn
   const java = env.JAVA || (env.JAVA_HOME && existsSync(path.join(env.JAVA_HOME, 'bin/java')) ? path.join(env.JAVA_HOME, 'bin/java') : onPath('java', env));
   if (!java) return null;
   return { java, classpath };
-}
-
-/** A free TCP port on 127.0.0.1 (free when asked; a server should take it soon after). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen({ host: '127.0.0.1', port: 0 }, () => {
-      const a = s.address();
-      const port = a && typeof a === 'object' ? a.port : 0;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 /** Sends a four-letter word and returns the answer ('' when the connection fails). */

@@ -42,6 +42,8 @@ describe('zrs lag', () => {
     expect([gone.status, gone.stdout]).toEqual([2, expect.stringMatching(/^Can't connect to secondary at '127\.0\.0\.1:1'/)]);
     const usage = zrs('lag', current, old);
     expect([usage.status, usage.stdout.trim()]).toEqual([2, 'Usage: zrs lag [-w SECONDS] [-e SECONDS] [-m] PRIMARY SECONDARY']);
+    const unknown = zrs('lag', '-w', '30', '--critical', '60', current, old);
+    expect([unknown.status, unknown.stdout.trim()]).toEqual([2, 'unknown option --critical\nUsage: zrs lag [-w SECONDS] [-e SECONDS] [-m] PRIMARY SECONDARY']);
   });
 });
 
