@@ -153,6 +153,7 @@ describe(`end to end: ${title}`, () => {
       }),
       propertyParameters(4, 25),
     );
+    ctx.task.meta.runs = result.numRuns; // for the report (and the benchmark of the harness)
     if (result.failed) {
       const transcript = failing ? saveTranscript(ctx.task.name, failing) : '(none)';
       const replay = replayCommand(result.counterexamplePath ?? '', 'random commits and random faults');

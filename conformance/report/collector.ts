@@ -5,6 +5,13 @@
  */
 import path from 'node:path';
 import type { Reporter, TestModule } from 'vitest/node';
+
+declare module 'vitest' {
+  interface TaskMeta {
+    /** Runs of a property case (set by the case). */
+    runs?: number;
+  }
+}
 import { type CaseResult, citedRequirements } from './verdict.ts';
 
 export class CaseCollector implements Reporter {
@@ -27,6 +34,7 @@ export class CaseCollector implements Reporter {
           requirements: citedRequirements(test.fullName),
           message,
           durationMs: test.diagnostic()?.duration ?? 0,
+          ...(test.meta().runs !== undefined ? { runs: test.meta().runs } : {}),
         });
       }
     }

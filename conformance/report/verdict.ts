@@ -18,6 +18,8 @@ export interface CaseResult {
   /** Failure message, or the reason it was unsupported. */
   message: string | null;
   durationMs: number;
+  /** Runs of a property case, as it reported them. */
+  runs?: number;
 }
 
 export type RequirementState = 'pass' | 'fail' | 'expected-failure' | 'unexpected-pass' | 'unsupported' | 'not covered';

@@ -81,7 +81,7 @@ function putU64(b: Buffer, v: number, at: number): void {
 }
 
 /** A header to encode: its ids may be any 8 bytes, not only Buffers. */
-type WithIds<H> = { [K in keyof H]: H[K] extends Buffer ? Uint8Array : H[K] };
+export type WithIds<H> = { [K in keyof H]: H[K] extends Buffer ? Uint8Array : H[K] };
 
 /** Decodes the 23 fixed bytes of a transaction header found at file offset `offset`. */
 export function decodeTxnHeader(b: Buffer, offset = 0): TxnHeader {
