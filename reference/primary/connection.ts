@@ -214,15 +214,19 @@ export class PrimaryConnection {
           gatheredBytes += header.length + payload.length;
           if (gatheredBytes >= GATHER_LIMIT) full = writeGathered();
         }
-        if (!full) continue;
-        socket.uncork();
-        await Promise.race([once(socket, 'drain').catch(() => undefined), this.closed]);
-        socket.cork();
+        if (full) await this.drained();
       }
-      if (gatheredBytes && this.live) writeGathered();
+      if (gatheredBytes && this.live && writeGathered()) await this.drained();
     } finally {
       socket.uncork();
     }
     this.sentTransactions++;
+  }
+
+  /** Sends what the corked socket holds and waits until its buffer drained (or the connection closed). */
+  private async drained(): Promise<void> {
+    this.socket.uncork();
+    await Promise.race([once(this.socket, 'drain').catch(() => undefined), this.closed]);
+    this.socket.cork();
   }
 }

@@ -59,10 +59,13 @@ describe('keep-alive', () => {
 });
 
 describe('back-pressure', () => {
-  it('a secondary that stops reading holds back neither the primary nor the others, and its buffer stays bounded', async () => {
+  it.each([
+    ['40 transactions of one 1 MiB record', 40, 1, 1 << 20],
+    ['1000 transactions of ten 4 KiB records (small frames, gathered)', 1000, 10, 4 << 10],
+  ])('a secondary that stops reading holds back neither the primary nor the others, and its buffer stays bounded: %s', async (_, transactions, perTxn, size) => {
     const primary = await Primary.start({ fs: ws.file('p.fs'), listen: LOOPBACK });
-    const record = Buffer.alloc(1 << 20, 7);
-    for (let i = 0; i < 40; i++) primary.commit({ records: [{ oid: Buffer.alloc(8, i % 5), data: record }] });
+    const record = Buffer.alloc(size, 7);
+    for (let i = 0; i < transactions; i++) primary.commit({ records: Array.from({ length: perTxn }, (_, j) => ({ oid: Buffer.alloc(8, (i * perTxn + j) % 50), data: record })) });
     const port = (primary.address as Extract<Address, { kind: 'tcp' }>).port;
     const stalled = net.connect({ host: '127.0.0.1', port });
     stalled.pause(); // reads nothing, ever
@@ -72,9 +75,9 @@ describe('back-pressure', () => {
       Array.from({ length: 5 }, (_, i) => Secondary.start({ fs: ws.file(`s${i}.fs`), from: primary.address, reconnectDelay: 0.1 })),
     );
     for (const s of secondaries) await waitFor('catch-up', () => s.lastTid.equals(primary.lastTid), 60_000);
-    const stalledConnection = [...primary.connections].find((c) => c.sentTransactions < 40)!;
+    const stalledConnection = [...primary.connections].find((c) => c.sentTransactions < transactions)!;
     expect(stalledConnection).toBeDefined();
-    // 40 MiB were committed; the stalled connection holds at most about one record beyond the socket's buffer.
+    // 40 MiB were committed; the stalled connection holds at most about one record (or 64 KiB of small frames) beyond the socket's buffer.
     expect(stalledConnection.bufferedBytes).toBeLessThan(3 << 20);
     stalled.destroy();
     await Promise.all(secondaries.map((s) => s.close()));
