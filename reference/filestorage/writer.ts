@@ -71,7 +71,15 @@ export interface RecordToWrite {
   back?: number;
 }
 
-const oidKey = (oid: Uint8Array) => Buffer.from(oid.buffer, oid.byteOffset, 8).readBigUInt64BE(0);
+/**
+ * An 8-byte id (oid or tid) as a Map key: a number while it is below 2^53 (every oid of a
+ * real database), else its hex. Distinct ids always give distinct keys.
+ */
+function idKey(id: Uint8Array): number | string {
+  const hi = ((id[0]! << 24) | (id[1]! << 16) | (id[2]! << 8) | id[3]!) >>> 0;
+  if (hi >= 0x200000) return Buffer.from(id.buffer, id.byteOffset, 8).toString('hex');
+  return hi * 0x1_0000_0000 + (((id[4]! << 24) | (id[5]! << 16) | (id[6]! << 8) | id[7]!) >>> 0);
+}
 
 /** An open, writable FileStorage file. One transaction at a time. */
 export class FileStorageWriter {
@@ -85,9 +93,9 @@ export class FileStorageWriter {
   private nextOffset: number;
   private written: Buffer;
   /** oid → offset of its latest committed data record. */
-  private readonly latest = new Map<bigint, number>();
+  private readonly latest = new Map<number | string, number>();
   /** tid → offset of the transaction, for back pointer hints. */
-  private readonly txnAt = new Map<bigint, number>();
+  private readonly txnAt = new Map<number | string, number>();
   private open: PendingTransaction | null = null;
 
   private constructor(
@@ -99,8 +107,8 @@ export class FileStorageWriter {
     this.endOffset = MAGIC_SIZE;
     this.last = Z64;
     for (const t of this.reader.transactions(MAGIC_SIZE, true)) {
-      if (t.status !== Status.UNDONE) for (const r of this.reader.records(t)) this.latest.set(oidKey(r.oid), r.offset);
-      this.txnAt.set(t.tid.readBigUInt64BE(0), t.offset);
+      if (t.status !== Status.UNDONE) for (const r of this.reader.records(t)) this.latest.set(idKey(r.oid), r.offset);
+      this.txnAt.set(idKey(t.tid), t.offset);
       this.endOffset = t.next;
       this.last = t.tid;
     }
@@ -195,14 +203,14 @@ export class FileStorageWriter {
    * the transaction created it). Refused when a later transaction changed one of them.
    */
   undoRecords(tid: Uint8Array, serial: Uint8Array): RecordToWrite[] {
-    const at = this.txnAt.get(Buffer.from(tid).readBigUInt64BE(0));
+    const at = this.txnAt.get(idKey(tid));
     if (at === undefined) throw new ZrsError('ERR_UNDO', `no transaction ${hex8(tid)} to undo`);
     const s = this.reader.scan(at);
     if (s.kind !== 'transaction' || s.txn.status !== Status.COMMITTED) {
       throw new ZrsError('ERR_UNDO', `transaction ${hex8(tid)} cannot be undone (status ${JSON.stringify(s.kind === 'transaction' ? s.txn.status : s.kind)})`);
     }
     return [...this.reader.records(s.txn)].map((rec) => {
-      const current = this.latest.get(oidKey(rec.oid))!;
+      const current = this.latest.get(idKey(rec.oid))!;
       if (current !== rec.offset) {
         const now = this.reader.resolve(this.reader.readDataRecord(current)).data;
         const then = this.reader.resolve(rec).data;
@@ -215,11 +223,11 @@ export class FileStorageWriter {
 
   /** @internal Position and back pointer for a record, following the writer's index. */
   placeRecord(r: RecordToWrite): { prev: number; back: number } {
-    const prev = this.latest.get(oidKey(r.oid)) ?? 0;
+    const prev = this.latest.get(idKey(r.oid)) ?? 0;
     if (r.back !== undefined) return { prev, back: r.back };
     let back = 0;
     if (r.dataTxn) {
-      const at = this.txnAt.get(Buffer.from(r.dataTxn).readBigUInt64BE(0));
+      const at = this.txnAt.get(idKey(r.dataTxn));
       if (at !== undefined) back = this.matchingRecord(at, r);
     }
     return { prev, back };
@@ -253,12 +261,12 @@ export class FileStorageWriter {
   }
 
   /** @internal Makes the voted transaction at `tpos` final: status byte, then (unless deferred) fsync. */
-  finished(tpos: number, next: number, meta: TxnMeta, placed: { oid: bigint; offset: number }[], sync: boolean): void {
+  finished(tpos: number, next: number, meta: TxnMeta, placed: { oid: number | string; offset: number }[], sync: boolean): void {
     this.writeAt([Buffer.from(meta.status, 'latin1')], tpos + 16);
     this.open = null;
     const tid = Buffer.from(meta.tid);
     for (const r of placed) this.latest.set(r.oid, r.offset);
-    this.txnAt.set(tid.readBigUInt64BE(0), tpos);
+    this.txnAt.set(idKey(tid), tpos);
     this.nextOffset = next;
     this.written = tid;
     if (sync) this.sync();
@@ -319,7 +327,7 @@ export class PendingTransaction {
   /** Record headers and data (or back pointers), written with one vectored write at the vote. */
   private readonly parts: Uint8Array[] = [];
   private length = 0;
-  private readonly placed: { oid: bigint; offset: number }[] = [];
+  private readonly placed: { oid: number | string; offset: number }[] = [];
   private state: 'open' | 'voted' | 'done' = 'open';
   private readonly headerLength: number;
   private readonly tpos: number;
@@ -340,7 +348,7 @@ export class PendingTransaction {
     const data = back || !r.data || r.data.length === 0 ? null : r.data;
     const header = encodeDataHeader({ oid: r.oid, tid: r.serial, prev, tloc: this.tpos, vlen: 0, plen: data ? data.length : 0 });
     const body = data ?? encodeBackPointer(back);
-    this.placed.push({ oid: oidKey(r.oid), offset: this.tpos + this.headerLength + this.length });
+    this.placed.push({ oid: idKey(r.oid), offset: this.tpos + this.headerLength + this.length });
     this.parts.push(header, body);
     this.length += header.length + body.length;
   }

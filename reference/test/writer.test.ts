@@ -171,6 +171,32 @@ describe('the writer', () => {
   });
 });
 
+describe('the index of the writer', () => {
+  it('[FS-DATA-6] keeps apart oids that differ only in their last bits, small and beyond 2^53', () => {
+    const file = fresh();
+    const w = FileStorageWriter.open(file);
+    const ids = ['0000000000000001', '0000000000000002', '001fffffffffffff', '0020000000000000', '0020000000000001', 'ffffffffffffff00', 'ffffffffffffff01'];
+    let tid = tidFromString('2026-11-26 10:00:00');
+    for (let round = 0; round < 2; round++) {
+      for (const id of ids) {
+        tid = laterThan(tid, tid);
+        w.commit({ tid, status: ' ', user: Buffer.alloc(0), description: Buffer.alloc(0), extension: Buffer.alloc(0) }, [{ oid: Buffer.from(id, 'hex'), serial: tid, data: Buffer.from(`${id} ${round}`) }]);
+      }
+    }
+    w.close();
+    // each record's prev names the record of the same oid before it, and no other
+    const r = FileStorageReader.open(file);
+    const at = new Map<number, string>();
+    for (const t of r.transactions()) {
+      for (const rec of r.records(t)) {
+        at.set(rec.offset, rec.oid.toString('hex'));
+        expect(rec.prev === 0 ? null : at.get(rec.prev)).toBe(rec.data!.toString().endsWith(' 0') ? null : rec.oid.toString('hex'));
+      }
+    }
+    r.close();
+  });
+});
+
 describe('undo', () => {
   it('[FS-BACK-1] writes the transaction ZODB wrote for the same undo, byte for byte', () => {
     const original = interopFile('undo/Data.fs');
