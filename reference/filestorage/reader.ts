@@ -30,7 +30,7 @@ import {
 /** Transactions whose data records fit in this many bytes are read with one read. */
 const WHOLE_READ = 1 << 20;
 /** `scan` reads transactions up to this size whole when their records are wanted, and at least this much at once. */
-const SCAN_READ = 64 << 10;
+const SCAN_READ = 256 << 10;
 const MIN_SCAN_READ = 1024;
 
 /** A start tid later than every transaction a primary could send. */
@@ -144,7 +144,7 @@ export class FileStorageReader {
   /**
    * Examines the transaction record at `offset`. Structural damage inside a transaction
    * that is wholly present (a header longer than the record, a trailing length that differs)
-   * throws a {@link FileFormatError}. With `withRecords`, a transaction of up to 64 KiB is
+   * throws a {@link FileFormatError}. With `withRecords`, a transaction of up to 256 KiB is
    * read whole, and {@link FileStorageReader.records} then takes its records from memory.
    */
   scan(offset: number, withRecords = false): TxnScan {
@@ -169,7 +169,8 @@ export class FileStorageReader {
         got += readInto(this.fd, all.subarray(got), offset + got);
         head = all;
       }
-      this.guess = Math.min(SCAN_READ, Math.max(MIN_SCAN_READ, total));
+      // the next transaction is likely of the same size: read it whole at once, or only its header
+      this.guess = total <= SCAN_READ ? Math.max(MIN_SCAN_READ, total) : MIN_SCAN_READ;
     }
     const whole = total <= got ? head.subarray(0, total) : null;
     if (!whole && next > this.size()) return { kind: 'partial', have: this.size() - offset };
