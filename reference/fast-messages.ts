@@ -2,7 +2,7 @@
  * The common control messages in the exact bytes Python 3 zc.zrs writes for them, built and
  * recognised without the general pickle machinery: a catch-up sends an `S` per record and a
  * `T` and a `C` per transaction, so they are the hottest code on both sides. Covered: every
- * `S` with an empty version, every `C` with a checksum, and every `T` with an ASCII status
+ * `S` with an empty version and 8-byte ids, every `C` with a checksum, and every `T` with an ASCII status
  * and an empty extension. Anything else (Python 2's encoding, other opcodes, extensions) is
  * left to the general codec; the two agree on every input (tested).
  *
@@ -76,7 +76,7 @@ class Builder {
 export function encodeFastMessage(m: Message): Buffer | null {
   switch (m.type) {
     case 'S':
-      return m.version === '' ? encodeStore(m.oid, m.tid, m.dataTxn) : null;
+      return m.version === '' && m.oid.length === 8 && m.tid.length === 8 && (m.dataTxn?.length ?? 8) === 8 ? encodeStore(m.oid, m.tid, m.dataTxn) : null;
     case 'C':
       return m.checksum === null ? null : encodeCommit(m.checksum);
     case 'T':

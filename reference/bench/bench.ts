@@ -332,7 +332,13 @@ async function harnessCase(): Promise<void> {
     p.on('exit', resolve);
   });
   const total = (performance.now() - t0) / 1000;
-  const report = JSON.parse(readFileSync(path.join(reportDir, 'conformance.json'), 'utf8')) as { cases: { name: string; state: string; durationMs: number; runs?: number }[] };
+  type Report = { cases: { name: string; state: string; durationMs: number; runs?: number }[] };
+  let report: Report = { cases: [] };
+  try {
+    report = JSON.parse(readFileSync(path.join(reportDir, 'conformance.json'), 'utf8')) as Report;
+  } catch {
+    // no report: the row says the run failed
+  }
   const c = report.cases.find((x) => x.name.includes('random commits') && x.state !== 'skipped');
   const runs = c?.runs ?? 0;
   const secs = (c?.durationMs ?? 0) / 1000;

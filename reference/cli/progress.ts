@@ -31,9 +31,13 @@ export class ProgressLine {
     return stream.isTTY ? new ProgressLine(stream) : null;
   }
 
-  /** Shows `text` (cut to the terminal's width); drawn now only if the last redraw is old enough. */
-  show(text: string, now = Date.now()): void {
-    this.text = text.slice(0, Math.max(10, (this.stream.columns || 80) - 1));
+  /**
+   * Shows `text` (cut to the terminal's width), drawn now only if the last redraw is old
+   * enough; a function is called only then.
+   */
+  show(text: string | (() => string), now = Date.now()): void {
+    if (typeof text === 'function' && now - this.drawnAt < REDRAW_MS) return;
+    this.text = (typeof text === 'function' ? text() : text).slice(0, Math.max(10, (this.stream.columns || 80) - 1));
     if (now - this.drawnAt < REDRAW_MS) return;
     this.drawnAt = now;
     this.stream.write(`${CLEAR}${this.text}`);
@@ -63,7 +67,6 @@ const BEHIND_MS = 5000;
  */
 export function showCatchUp(secondary: Secondary, line: ProgressLine): () => void {
   let burst: { at: number; transactions: number; bytes: number } | null = null;
-  const received = () => secondary.status().peers[0]?.bytes ?? 0;
   const onCommitted = (tid: Buffer) => {
     const now = Date.now();
     const behind = now - tidToUnixSeconds(tid) * 1000;
@@ -73,14 +76,17 @@ export function showCatchUp(secondary: Secondary, line: ProgressLine): () => voi
       burst = null;
       return;
     }
-    burst ??= { at: now, transactions: secondary.appliedTransactions - 1, bytes: received() };
-    const transactions = secondary.appliedTransactions - burst.transactions;
-    const megabytes = (received() - burst.bytes) / 1e6;
-    const rate = megabytes / Math.max((now - burst.at) / 1000, 0.001);
-    line.show(`catching up: ${transactions} transactions, ${megabytes.toFixed(1)} MB, ${rate.toFixed(1)} MB/s; at ${tidToString(tid)}, ${duration(behind)} behind`, now);
+    burst ??= { at: now, transactions: 0, bytes: secondary.receivedBytes };
+    burst.transactions++;
+    const b = burst;
+    line.show(() => {
+      const megabytes = (secondary.receivedBytes - b.bytes) / 1e6;
+      const rate = megabytes / Math.max((now - b.at) / 1000, 0.001);
+      return `catching up: ${b.transactions} transactions, ${megabytes.toFixed(1)} MB, ${rate.toFixed(1)} MB/s; at ${tidToString(tid)}, ${duration(behind)} behind`;
+    }, now);
   };
   const summary = (b: NonNullable<typeof burst>, now: number, tid: Buffer) =>
-    `caught up: ${secondary.appliedTransactions - b.transactions} transactions, ${((received() - b.bytes) / 1e6).toFixed(1)} MB in ${duration(now - b.at)}; last ${tidToString(tid)}`;
+    `caught up: ${b.transactions + 1} transactions, ${((secondary.receivedBytes - b.bytes) / 1e6).toFixed(1)} MB in ${duration(now - b.at)}; last ${tidToString(tid)}`;
   secondary.on('committed', onCommitted);
   return () => {
     secondary.off('committed', onCommitted);

@@ -215,6 +215,8 @@ export class PrimaryConnection {
           if (gatheredBytes >= GATHER_LIMIT) full = writeGathered();
         }
         if (full) await this.drained();
+        // the secondary may have gone while we waited: pull no more frames from a closed file
+        if (!this.live) throw new ZrsError('ERR_CONNECTION_CLOSED', 'the secondary went away');
       }
       if (gatheredBytes && this.live && writeGathered()) await this.drained();
     } finally {

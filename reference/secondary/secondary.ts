@@ -19,7 +19,7 @@ import { StreamDecoder } from '../stream.ts';
 import { hex8, tidToString } from '../timestamp.ts';
 import { SecondaryApplier } from './applier.ts';
 
-/** Group commit: at most this many transactions, and this many milliseconds, share one fsync. */
+/** Group commit: an fsync starts once this many transactions, or this many milliseconds, are waiting (or when the last one ends). */
 const GROUP_MAX = 2000;
 const GROUP_DELAY_MS = 20;
 
@@ -61,8 +61,9 @@ export class Secondary extends EventEmitter {
   private downstream: Primary | null = null;
   private from: Address | null;
   private unsynced: Buffer[] = [];
-  /** The background fsyncs of group commit, while they run. */
+  /** The background fsyncs of group commit, while they run; a connection waiting for them. */
   private syncing: Promise<void> | null = null;
+  private connectPending = false;
   /** Start tid of the current connection, and bytes received on earlier ones. */
   private connectedFrom: Buffer | null = null;
   private bytesReceived = 0;
@@ -70,6 +71,11 @@ export class Secondary extends EventEmitter {
   readonly logger: Logger;
   /** Transactions applied since start. */
   appliedTransactions = 0;
+
+  /** Bytes received from primaries since start. */
+  get receivedBytes(): number {
+    return this.bytesReceived + (this.socket?.bytesRead ?? 0);
+  }
 
   private constructor(readonly options: SecondaryOptions) {
     super();
@@ -122,7 +128,7 @@ export class Secondary extends EventEmitter {
       startTid: this.connectedFrom ? hex8(this.connectedFrom) : null,
       lastTid: hex8(this.lastTid),
       transactions: this.appliedTransactions,
-      bytes: this.bytesReceived + (this.socket?.bytesRead ?? 0),
+      bytes: this.receivedBytes,
     };
     return nodeStatus(this.downstream ? 'chained' : 'secondary', this.lastTid, [upstream, ...(this.downstream?.peers() ?? [])]);
   }
@@ -145,7 +151,7 @@ export class Secondary extends EventEmitter {
     const first = this.from === null;
     this.from = a;
     this.logger.log('info', 'address', a ? `primary address is now ${formatAddress(a)}` : 'primary address unknown');
-    if (first && a && !this.socket && !this.reconnectTimer) this.connect();
+    if (first && a && !this.socket && !this.reconnectTimer && !this.connectPending) this.connect();
   }
 
   private connect(): void {
@@ -153,7 +159,13 @@ export class Secondary extends EventEmitter {
     const a = this.from;
     if (!a) return; // waiting for an address
     // the handshake names the last committed transaction: first commit what was finished
-    if (this.syncing || this.unsynced.length) return void this.flush().then(() => this.connect());
+    if (this.syncing || this.unsynced.length) {
+      this.connectPending = true;
+      return void this.flush().then(() => {
+        this.connectPending = false;
+        this.connect();
+      });
+    }
     const peer = formatAddress(a);
     const socket = a.kind === 'unix' ? net.connect(a.path) : net.connect({ port: a.port, host: a.host || 'localhost' });
     this.socket = socket;
@@ -240,6 +252,10 @@ export class Secondary extends EventEmitter {
           await this.writer.syncInBackground();
           this.committed(tids);
         }
+      } catch (e) {
+        // nothing finished since the last fsync can count as committed: stop, saying why
+        this.logger.log('error', 'fsync-failed', `fsync of ${this.options.fs} failed: ${(e as Error).message}`);
+        throw e;
       } finally {
         this.syncing = null;
       }

@@ -65,6 +65,12 @@ describe('the fast path of the common messages', () => {
     }
   });
 
+  const oddId = fc.oneof(bytes(0, 20), fc.uint8Array({ min: 0x80, max: 0xff, minLength: 24, maxLength: 40 }).map((b) => Buffer.from(b)));
+  test.prop([oddId, oddId, fc.option(oddId)])('writes an S whose ids are not 8 bytes (as the harness does on purpose) as the general encoder does', (oid, tid, dataTxn) => {
+    const m: Message = { type: 'S', oid, tid, version: '', dataTxn };
+    expect(encodeMessage(m).toString('hex')).toBe(encodePickledMessage(m).toString('hex'));
+  });
+
   it("leaves Python 2's encoding to the general decoder", () => {
     const oid = Buffer.from('0000000000000001', 'hex');
     const python2 = Buffer.from(`(U\x01S(U\x08${oid.toString('latin1')}U\x08${oid.toString('latin1')}U\x00Ntt.`, 'latin1');

@@ -83,4 +83,22 @@ describe('back-pressure', () => {
     await Promise.all(secondaries.map((s) => s.close()));
     await primary.close(1000);
   });
+
+  it('a secondary that goes away while its stream waits for the drain: the connection ends and the primary goes on serving', async () => {
+    const primary = await Primary.start({ fs: ws.file('p.fs'), listen: LOOPBACK });
+    const record = Buffer.alloc(1 << 20, 7);
+    // transactions of over 1 MiB: their records are read from the file one at a time, as they are sent
+    for (let i = 0; i < 12; i++) primary.commit({ records: [1, 2, 3].map((n) => ({ oid: Buffer.alloc(8, n), data: record })) });
+    const port = (primary.address as Extract<Address, { kind: 'tcp' }>).port;
+    const stalled = net.connect({ host: '127.0.0.1', port });
+    stalled.pause();
+    stalled.write(Buffer.concat([encodeFrame(Buffer.from('zrs2.0')), encodeFrame(Z64)]));
+    await waitFor('the stream to wait for the drain', () => [...primary.connections].some((c) => c.bufferedBytes > 0));
+    stalled.destroy();
+    await waitFor('the connection to end', () => primary.connections.size === 0);
+    const s = await Secondary.start({ fs: ws.file('after.fs'), from: primary.address, reconnectDelay: 0.1 });
+    await waitFor('catch-up', () => s.lastTid.equals(primary.lastTid), 30_000);
+    await s.close();
+    await primary.close(1000);
+  });
 });
