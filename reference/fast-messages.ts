@@ -21,6 +21,7 @@ const LATIN1 = latin('X\x06\x00\x00\x00latin1tR');
 const EMPTY_BYTES = latin('c__builtin__\nbytes\n)R');
 const EMPTY_TEXT = latin('X\x00\x00\x00\x00');
 const CLOSE = latin('tt.');
+const MARK = 0x28;
 const NONE = 0x4e;
 const EMPTY_DICT = 0x7d;
 /** `(` then text of one character: the type (and, in a T, the status) is the byte at 6. */
@@ -88,18 +89,18 @@ export function encodeFastMessage(m: Message): Buffer | null {
 
 function encodeStore(oid: Uint8Array, tid: Uint8Array, dataTxn: Uint8Array | null): Buffer {
   const b = new Builder(Buffer.allocUnsafe(2 * ONE_CHAR.length + 2 + 3 * bytesRoom(8) + EMPTY_TEXT.length + CLOSE.length));
-  b.mark('S').byte(0x28).bytes(oid).bytes(tid).raw(EMPTY_TEXT);
+  b.mark('S').byte(MARK).bytes(oid).bytes(tid).raw(EMPTY_TEXT);
   return (dataTxn ? b.bytes(dataTxn) : b.byte(NONE)).finish();
 }
 
 function encodeCommit(checksum: Uint8Array): Buffer {
-  return new Builder(Buffer.allocUnsafe(ONE_CHAR.length + 2 + bytesRoom(checksum.length) + CLOSE.length)).mark('C').byte(0x28).bytes(checksum).finish();
+  return new Builder(Buffer.allocUnsafe(ONE_CHAR.length + 2 + bytesRoom(checksum.length) + CLOSE.length)).mark('C').byte(MARK).bytes(checksum).finish();
 }
 
 function encodeTransaction(m: TransactionMessage): Buffer | null {
   if (m.extension.entries.length !== 0 || m.status.length !== 1 || m.status.charCodeAt(0) >= 0x80) return null;
   const room = 2 * ONE_CHAR.length + 3 + bytesRoom(m.tid.length) + bytesRoom(m.user.length) + bytesRoom(m.description.length) + CLOSE.length;
-  const b = new Builder(Buffer.allocUnsafe(room)).mark('T').byte(0x28).bytes(m.tid);
+  const b = new Builder(Buffer.allocUnsafe(room)).mark('T').byte(MARK).bytes(m.tid);
   return b.raw(ONE_CHAR.subarray(1)).byte(m.status.charCodeAt(0)).bytes(m.user).bytes(m.description).byte(EMPTY_DICT).finish();
 }
 
@@ -107,9 +108,8 @@ function encodeTransaction(m: TransactionMessage): Buffer | null {
 export function matchFastMessage(p: Uint8Array): StoreMessage | TransactionMessage | CommitMessage | null {
   const r = new Reader(p);
   if (!r.skip(ONE_CHAR)) return null;
-  const type = p[6];
-  r.at = 7;
-  if (p[r.at++] !== 0x28) return null;
+  const type = p[r.at++];
+  if (p[r.at++] !== MARK) return null;
   switch (type) {
     case 0x53: {
       // S

@@ -177,8 +177,6 @@ async function listenOn(address: Address, script: (c: FakeConnection) => void | 
   return connections;
 }
 
-type Started = { node: IutNode; fs: string };
-
 /** A transaction of a file, by tid. */
 function transactionOf(fs: string, tid: Uint8Array) {
   return fileContent(fs).find((t) => t.tid === hex(tid));

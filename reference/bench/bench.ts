@@ -41,7 +41,7 @@ const QUICK = opts.quick!;
 const RUNS = QUICK ? 1 : 3;
 const work = mkdtempSync(path.join(tmpdir(), 'zrs-bench-'));
 const line = ProgressLine.of();
-const progress = (text: string) => line?.show(text);
+const progress = (text: string) => line?.show(() => text);
 
 interface Row {
   name: string;

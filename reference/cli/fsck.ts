@@ -12,7 +12,7 @@ export function fsck(args: string[], out: Output): number {
   for (const file of operands) {
     // on a terminal, long checks show how far they got
     const line = flags.has('--json') ? null : ProgressLine.of();
-    const progress = line ? (at: number, size: number) => line.show(`${file}: ${Math.floor((100 * at) / size)}%`) : undefined;
+    const progress = line ? (at: number, size: number) => line.show(() => `${file}: ${Math.floor((100 * at) / size)}%`) : undefined;
     const r = checkFile(file, { blobDir: values['--blob-dir'], progress });
     line?.clear();
     if (!r.ok) status = 1;

@@ -32,13 +32,12 @@ export class ProgressLine {
   }
 
   /**
-   * Shows `text` (cut to the terminal's width), drawn now only if the last redraw is old
-   * enough; a function is called only then.
+   * Draws the text `make` gives (cut to the terminal's width) if the last redraw is old
+   * enough; otherwise does nothing, not even call `make`.
    */
-  show(text: string | (() => string), now = Date.now()): void {
-    if (typeof text === 'function' && now - this.drawnAt < REDRAW_MS) return;
-    this.text = (typeof text === 'function' ? text() : text).slice(0, Math.max(10, (this.stream.columns || 80) - 1));
+  show(make: () => string, now = Date.now()): void {
     if (now - this.drawnAt < REDRAW_MS) return;
+    this.text = make().slice(0, Math.max(10, (this.stream.columns || 80) - 1));
     this.drawnAt = now;
     this.stream.write(`${CLEAR}${this.text}`);
   }

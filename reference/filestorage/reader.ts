@@ -200,11 +200,12 @@ export class FileStorageReader {
 
   /** Reads the data record at `offset`; `limit` is the end of its transaction's data. */
   readDataRecord(offset: number, limit = Infinity): DataRecord {
-    // the header first, for the length; the extent checks (FS-CHECK-11) are dataRecordAt's
+    // the header first, for the length, then the whole record when it fits; the extent
+    // checks (FS-CHECK-11) are dataRecordAt's, made before anything past `limit` is read
     const head = offset + DATA_HEADER_SIZE > limit ? Buffer.alloc(0) : this.readExactly(offset, DATA_HEADER_SIZE, 'data record header');
     const length = head.length ? dataRecordLength(decodeDataHeader(head, offset)) : 0;
-    const body = length && offset + length <= limit ? this.readExactly(offset + DATA_HEADER_SIZE, length - DATA_HEADER_SIZE, 'data record') : Buffer.alloc(0);
-    return dataRecordAt(Buffer.concat([head, body]), 0, limit - offset, offset);
+    const record = length && offset + length <= limit ? this.readExactly(offset, length, 'data record') : head;
+    return dataRecordAt(record, 0, limit - offset, offset);
   }
 
   /** The data records of a transaction, in file order, read one at a time. */

@@ -203,7 +203,6 @@ export class PrimaryConnection {
     socket.cork();
     try {
       for (const [header, payload] of transactionFrames(this.follower!.file, txn, encoder, this.ctx.blobs, notice)) {
-        if (!this.live) throw new ZrsError('ERR_CONNECTION_CLOSED', 'the secondary went away');
         let full = false;
         if (payload.length >= GATHER_LIMIT) {
           if (gatheredBytes) writeGathered();
@@ -214,7 +213,8 @@ export class PrimaryConnection {
           gatheredBytes += header.length + payload.length;
           if (gatheredBytes >= GATHER_LIMIT) full = writeGathered();
         }
-        if (full) await this.drained();
+        if (!full) continue;
+        await this.drained();
         // the secondary may have gone while we waited: pull no more frames from a closed file
         if (!this.live) throw new ZrsError('ERR_CONNECTION_CLOSED', 'the secondary went away');
       }

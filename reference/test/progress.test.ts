@@ -23,13 +23,16 @@ describe('the progress line', () => {
   it('redraws in place at most every 200 ms, cut to the width, and keeps log lines above it', () => {
     const t = terminal(20);
     const line = ProgressLine.of(t)!;
-    line.show('first', 1000);
-    line.show('second', 1100); // too soon: remembered, not drawn
+    const made: string[] = [];
+    const text = (s: string) => () => (made.push(s), s);
+    line.show(text('first'), 1000);
+    line.show(text('second'), 1100); // too soon: not drawn, not even made
     line.write('a log line\n');
-    line.show('a rather long third text', 1300);
+    line.show(text('a rather long third text'), 1300);
     line.clear();
     line.clear(); // nothing left to clear
-    expect(t.written).toEqual(['\r\x1b[Kfirst', '\r\x1b[Ka log line\nsecond', '\r\x1b[Ka rather long third', '\r\x1b[K']);
+    expect(made).toEqual(['first', 'a rather long third text']);
+    expect(t.written).toEqual(['\r\x1b[Kfirst', '\r\x1b[Ka log line\nfirst', '\r\x1b[Ka rather long third', '\r\x1b[K']);
   });
 
   it('writes durations for people', () => {
