@@ -10,13 +10,17 @@ import path from 'node:path';
 import { afterEach, type TestContext } from 'vitest';
 import { fileContent } from '../reference/filestorage/content.ts';
 import { FileStorageReader } from '../reference/filestorage/reader.ts';
-import { type Address, formatAddress } from '../reference/net/address.ts';
+import net from 'node:net';
+import { type Address, formatAddress, parseAddress } from '../reference/net/address.ts';
 import { hex8, Z64 } from '../reference/timestamp.ts';
 import { type Descriptor, type Feature, readDescriptor } from './iut/descriptor.ts';
 import { ENV, FIXTURES, REFERENCE_IUT, REPO_ROOT } from './env.ts';
-import { IutNode } from './iut/node.ts';
+import { IutNode, NodeStartError, type ReadySignal } from './iut/node.ts';
+import { FaultProxy } from './proxy/fault-proxy.ts';
+import { FrameDecoder } from '../reference/framing.ts';
 import { freePort } from '../reference/net/ports.ts';
 import { until } from './wait.ts';
+import { declareSubject, type Subject } from './checks.ts';
 
 const cache = new Map<string, Descriptor>();
 function descriptor(file: string): Descriptor {
@@ -72,7 +76,8 @@ export function transcriptDir(): string {
  * Skips the running case, reported as unsupported, unless the implementation claims every
  * feature (and has the role) it needs.
  */
-export function requires(ctx: TestContext, iut: Descriptor, role: 'primary' | 'secondary', ...features: Feature[]): void {
+export function requires(ctx: TestContext, iut: Descriptor, role: Subject, ...features: Feature[]): void {
+  declareSubject(role);
   if (!iut[role]) ctx.skip(`unsupported: ${iut.name} has no ${role}`);
   const missing = features.filter((f) => !iut.features.has(f));
   if (missing.length) ctx.skip(`unsupported: ${iut.name} does not claim ${missing.join(', ')}`);
@@ -81,9 +86,12 @@ export function requires(ctx: TestContext, iut: Descriptor, role: 'primary' | 's
 const nodes = new Set<IutNode>();
 const dirs: string[] = [];
 
-afterEach(async () => {
+afterEach(async (ctx) => {
+  if (ctx.task.result?.state === 'fail') ctx.task.meta.nodes = [...nodes].map((n) => n.log());
   await Promise.all([...nodes].map((n) => n.stop(5000)));
   nodes.clear();
+  await Promise.all([...relays].map((r) => r.stop()));
+  relays.clear();
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
 
@@ -149,6 +157,44 @@ export interface ZooKeeperPlace {
   providers: string;
 }
 
+/** Whether nothing listens on a loopback port. */
+async function portFree(port: number): Promise<boolean> {
+  const server = net.createServer();
+  return new Promise((resolve) => {
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
+  });
+}
+
+/** Implementations whose ready event did not report the port they got for port 0. */
+const noPortZero = new Set<string>();
+
+/**
+ * Starts a node that listens, at `wanted` or where the harness chooses. A node with a ready
+ * event is told port 0 and reports the port it got (CONF-PROC-4, CONF-CTL-11); any other gets a
+ * free port, and a new one should another process take it between the choice and the start.
+ */
+async function startListening(iut: Descriptor, role: Subject, wanted: Address | undefined, launch: (listen: Address) => Promise<IutNode>): Promise<{ node: IutNode; address: Address }> {
+  if (wanted) return { node: await launch(wanted), address: wanted };
+  if (iut[role]!.ready.kind === 'control' && !noPortZero.has(iut.dir + iut.name)) {
+    const node = await launch({ kind: 'tcp', host: '127.0.0.1', port: 0 });
+    const listen = node.ready?.listen;
+    const address = typeof listen === 'string' ? parseAddress(listen) : null;
+    if (address?.kind === 'tcp' && address.port !== 0) return { node, address };
+    noPortZero.add(iut.dir + iut.name);
+    await node.kill();
+  }
+  for (let attempt = 1; ; attempt++) {
+    const address = await loopback();
+    try {
+      return { node: await launch(address), address };
+    } catch (e) {
+      if (attempt < 3 && e instanceof NodeStartError && !(await portFree(address.port))) continue; // someone took the port
+      throw e;
+    }
+  }
+}
+
 /** A primary of the IUT serving a copy of a fixture store (or a new file). */
 export async function startPrimary(
   o: { store?: string | null; file?: string; blobs?: boolean; listen?: Address; markUndone?: number; follow?: boolean; register?: ZooKeeperPlace } = {},
@@ -170,20 +216,41 @@ export async function startPrimary(
     if (o.store) cpSync(path.join(FIXTURES, o.store, 'blobs'), blobDir, { recursive: true });
     else mkdirSync(blobDir);
   }
-  const address = o.listen ?? (await loopback());
-  const listen = formatAddress(address);
-  const config = writeConfig(dir, 'primary', { fs, listen: address, blobDir: blobDir ?? undefined });
-  const node = await IutNode.start(
-    iut,
-    'primary',
-    { fs, listen, config, ...(blobDir ? { blobDir } : {}), ...o.register },
-    {
-      listenPort: address.kind === 'tcp' ? address.port : undefined,
-      extraArgs: [...(o.follow ? iut.primary!.followArgs : []), ...(o.register ? iut.primary!.registerArgs : [])],
-    },
-  );
-  nodes.add(node);
+  const { node, address } = await startListening(iut, 'primary', o.listen, async (address) => {
+    const listen = formatAddress(address);
+    const config = writeConfig(dir, 'primary', { fs, listen: address, blobDir: blobDir ?? undefined });
+    const node = await IutNode.start(
+      iut,
+      'primary',
+      { fs, listen, config, ...(blobDir ? { blobDir } : {}), ...o.register },
+      {
+        signal: address.kind === 'tcp' ? { port: address.port } : { path: address.path },
+        extraArgs: [...(o.follow ? iut.primary!.followArgs : []), ...(o.register ? iut.primary!.registerArgs : [])],
+      },
+    );
+    nodes.add(node);
+    return node;
+  });
   return { node, address, fs, blobDir };
+}
+
+/** Relays of secondaries whose readiness is their handshake; stopped after each case. */
+const relays = new Set<FaultProxy>();
+
+/**
+ * For a secondary that is ready "port" but listens nowhere, a relay in front of its primary
+ * (transparent: no faults) through which the harness sees its handshake.
+ */
+async function handshakeRelay(from: Address, dir: string): Promise<{ address: Address; signal: ReadySignal }> {
+  const relay = from.kind === 'unix' ? await FaultProxy.start(from, SEED, { path: path.join(dir, 'relay.sock') }) : await FaultProxy.start(from, SEED);
+  relays.add(relay);
+  const seen = until('the handshake', () => {
+    const frames = new FrameDecoder();
+    let n = 0;
+    for (const chunk of relay.transcript.up) n += frames.push(chunk).length;
+    return n >= 2;
+  });
+  return { address: relay.address, signal: { seen, what: `to send its handshake to ${formatAddress(from)}` } };
 }
 
 /** A secondary of the IUT replicating from `from`, or from the primary it discovers, into a new file (or `fs`). */
@@ -194,31 +261,37 @@ export async function startSecondary(o: {
   blobs?: boolean;
   /** Reuse this blob directory (a restart); implies `blobs`. */
   blobDir?: string;
-  listen?: Address;
+  /** Listen there too (a chained node); `true` for where the harness chooses. */
+  listen?: Address | true;
   keepAliveDelay?: number;
   reconnectDelay?: number;
-}): Promise<{ node: IutNode; fs: string; blobDir: string | null }> {
+}): Promise<{ node: IutNode; fs: string; blobDir: string | null; listen: Address | null }> {
   const iut = secondaryIut();
   const dir = workdir();
   const fs = o.fs ?? path.join(dir, 'Data.fs');
   const blobDir = o.blobDir ?? (o.blobs ? path.join(dir, 'blobs') : null);
-  const config = writeConfig(dir, 'secondary', { fs, from: o.from, listen: o.listen, blobDir: blobDir ?? undefined, keepAliveDelay: o.keepAliveDelay });
-  const values = {
-    fs,
-    ...(o.from ? { from: formatAddress(o.from) } : {}),
-    ...o.discover,
-    config,
-    reconnectDelay: String(o.reconnectDelay ?? 0.2),
-    ...(o.listen ? { listen: formatAddress(o.listen) } : {}),
-    ...(blobDir ? { blobDir } : {}),
-    ...(o.keepAliveDelay !== undefined ? { keepAliveDelay: String(o.keepAliveDelay) } : {}),
+  const launch = async (listen: Address | undefined) => {
+    let from = o.from;
+    let signal: ReadySignal | undefined = listen ? (listen.kind === 'tcp' ? { port: listen.port } : { path: listen.path }) : undefined;
+    if (!signal && iut.secondary!.ready.kind === 'port' && from) ({ address: from, signal } = await handshakeRelay(from, dir));
+    const config = writeConfig(dir, 'secondary', { fs, from, listen, blobDir: blobDir ?? undefined, keepAliveDelay: o.keepAliveDelay });
+    const values = {
+      fs,
+      ...(from ? { from: formatAddress(from) } : {}),
+      ...o.discover,
+      config,
+      reconnectDelay: String(o.reconnectDelay ?? 0.2),
+      ...(listen ? { listen: formatAddress(listen) } : {}),
+      ...(blobDir ? { blobDir } : {}),
+      ...(o.keepAliveDelay !== undefined ? { keepAliveDelay: String(o.keepAliveDelay) } : {}),
+    };
+    const node = await IutNode.start(iut, 'secondary', values, { signal, extraArgs: o.discover ? iut.secondary!.discoverArgs : [] });
+    nodes.add(node);
+    return node;
   };
-  const node = await IutNode.start(iut, 'secondary', values, {
-    listenPort: o.listen?.kind === 'tcp' ? o.listen.port : undefined,
-    extraArgs: o.discover ? iut.secondary!.discoverArgs : [],
-  });
-  nodes.add(node);
-  return { node, fs, blobDir };
+  if (!o.listen) return { node: await launch(undefined), fs, blobDir, listen: null };
+  const { node, address } = await startListening(iut, 'secondary', o.listen === true ? undefined : o.listen, launch);
+  return { node, fs, blobDir, listen: address };
 }
 
 /**

@@ -53,6 +53,11 @@ export class StreamDecoder {
     this.check = options.checkChecksums ?? true;
   }
 
+  /** What the next frame is, by its position in the grammar. */
+  get expecting(): Expect['next'] {
+    return this.expect.next;
+  }
+
   /** The transaction begun and not yet committed, if any. */
   get inTransaction(): TransactionMessage | null {
     return this.open;

@@ -20,7 +20,7 @@ export type Placeholder = (typeof PLACEHOLDERS)[number];
 export type Template = (string | string[])[];
 
 /** How the harness knows a started node is ready. */
-export type Readiness = { kind: 'control' } | { kind: 'port' } | { kind: 'stdout'; pattern: RegExp };
+export type Readiness = { kind: 'control' } | { kind: 'port' } | { kind: 'stdout' | 'stderr'; pattern: RegExp };
 
 /** How to start one role. */
 export interface RoleCommand {
@@ -96,13 +96,32 @@ function checkPlaceholders(file: string, where: string, word: string): string {
 
 function readiness(file: string, where: string, v: Json | undefined): Readiness {
   if (v === 'control' || v === 'port') return { kind: v };
-  const o = object(file, where, v, ['stdout']);
-  const pattern = string(file, `${where}.stdout`, o.stdout);
+  const o = object(file, where, v, ['stdout', 'stderr']);
+  const keys = Object.keys(o);
+  if (keys.length !== 1) fail(file, where, 'must be "control", "port", {"stdout": REGEX} or {"stderr": REGEX}');
+  const kind = keys[0] as 'stdout' | 'stderr';
+  const pattern = string(file, `${where}.${kind}`, o[kind]);
   try {
-    return { kind: 'stdout', pattern: new RegExp(pattern) };
+    return { kind, pattern: new RegExp(pattern) };
   } catch (e) {
-    return fail(file, `${where}.stdout`, `not a regular expression: ${(e as Error).message}`);
+    return fail(file, `${where}.${kind}`, `not a regular expression: ${(e as Error).message}`);
   }
+}
+
+/**
+ * The program of a role: `${NAME}` and `${NAME:-default}` are replaced by the environment
+ * variable NAME (or the default when it is unset or empty), so that a descriptor can name an
+ * interpreter or a virtualenv without relying on PATH; a relative path is the descriptor's folder's.
+ */
+export function expandCommand(file: string, where: string, command: string, env: NodeJS.ProcessEnv = process.env): string {
+  const out = command.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g, (_m, name: string, fallback: string | undefined) => {
+    const v = env[name];
+    if (v !== undefined && v !== '') return v;
+    if (fallback !== undefined) return fallback;
+    return fail(file, where, `the environment variable ${name} is not set (write \${${name}:-DEFAULT} for a default)`);
+  });
+  if (out === '') fail(file, where, 'is empty once expanded');
+  return out.includes('/') ? path.resolve(path.dirname(path.resolve(file)), out) : out;
 }
 
 function role(file: string, where: string, v: Json | undefined, features: Set<Feature>): RoleCommand | null {
@@ -118,7 +137,7 @@ function role(file: string, where: string, v: Json | undefined, features: Set<Fe
     return template(file, `${where}.${key}`, o[key]);
   };
   return {
-    command: string(file, `${where}.command`, o.command),
+    command: expandCommand(file, `${where}.command`, string(file, `${where}.command`, o.command)),
     args: template(file, `${where}.args`, o.args),
     followArgs: extra('followArgs', 'follow') ?? [],
     registerArgs: extra('registerArgs', 'discovery') ?? [],

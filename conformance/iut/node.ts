@@ -8,7 +8,15 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import net from 'node:net';
 import { createInterface } from 'node:readline';
+import type { NodeLog } from '../checks.ts';
+import { until } from '../wait.ts';
 import { type Descriptor, expandArgs, type Placeholder, type Template } from './descriptor.ts';
+
+/** `p`, or the error `timeout()` makes once `ms` have passed. */
+function withTimeout<T>(p: Promise<T>, ms: number, timeout: () => Error): Promise<T> {
+  let timer!: NodeJS.Timeout;
+  return Promise.race([p, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(timeout()), ms)))]).finally(() => clearTimeout(timer));
+}
 
 /** A message of the control channel (a response or an event), or `{ line }` for other output. */
 export type ControlMessage = Record<string, unknown>;
@@ -34,26 +42,40 @@ function hookExit(): void {
   }
 }
 
-/** Whether something accepts TCP connections on a loopback port. */
-export async function accepts(port: number): Promise<boolean> {
+/** Whether something accepts connections on a loopback port or a Unix socket path. */
+export async function accepts(at: number | string): Promise<boolean> {
   return new Promise((resolve) => {
-    const s = net.connect({ host: '127.0.0.1', port });
+    const s = typeof at === 'number' ? net.connect({ host: '127.0.0.1', port: at }) : net.connect(at);
     s.once('connect', () => (s.destroy(), resolve(true)));
     s.once('error', () => resolve(false));
   });
 }
 
-/** A node failed to start or to answer in time. */
+/** A node failed to answer in time. */
 export class NodeError extends Error {
-  readonly code = 'ERR_IUT_NODE';
+  readonly code: string = 'ERR_IUT_NODE';
 }
+
+/** A node exited, or never became ready, after it was started: the message holds its command line and standard error. */
+export class NodeStartError extends NodeError {
+  override readonly code = 'ERR_IUT_START';
+  constructor(
+    message: string,
+    readonly exit: { code: number | null; signal: NodeJS.Signals | null } | null,
+  ) {
+    super(message);
+  }
+}
+
+/** How a node's readiness shows when the descriptor says `port`: the port it listens on, or a handshake the harness will see. */
+export type ReadySignal = { port: number } | { path: string } | { seen: Promise<unknown>; what: string };
 
 /** A running node of the implementation under test. */
 export class IutNode {
   readonly messages: ControlMessage[] = [];
   private waiters: { test: (m: ControlMessage) => boolean; resolve: (m: ControlMessage) => void }[] = [];
   private nextId = 1;
-  private stderr = '';
+  private readonly stderrLines: string[] = [];
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   /** The `ready` event, when the node speaks the control channel. */
   ready: ControlMessage | null = null;
@@ -62,6 +84,7 @@ export class IutNode {
     readonly role: 'primary' | 'secondary',
     readonly proc: ChildProcess,
     readonly argv: string[],
+    readonly implementation: string,
   ) {
     live.add(proc);
     proc.stdout!.setEncoding('utf8');
@@ -75,14 +98,20 @@ export class IutNode {
       this.messages.push(m);
       this.waiters = this.waiters.filter((w) => (w.test(m) ? (w.resolve(m), false) : true));
     });
-    proc.stderr!.on('data', (d: Buffer) => {
-      this.stderr = (this.stderr + d.toString()).slice(-20_000);
+    proc.stderr!.setEncoding('utf8');
+    createInterface({ input: proc.stderr! }).on('line', (line) => {
+      this.stderrLines.push(line);
+      if (this.stderrLines.length > 400) this.stderrLines.splice(0, 200);
     });
     proc.stdin!.on('error', () => undefined);
+    // Settled once the process exited and its output was read (or half a second later, should
+    // a child of its own keep the pipes open), so that a report holds its last words.
     this.exited = new Promise((resolve) =>
       proc.once('exit', (code, signal) => {
         live.delete(proc);
-        resolve({ code, signal });
+        const done = () => resolve({ code, signal });
+        const timer = setTimeout(done, 500);
+        proc.once('close', () => (clearTimeout(timer), done()));
       }),
     );
   }
@@ -96,7 +125,7 @@ export class IutNode {
     iut: Descriptor,
     role: 'primary' | 'secondary',
     values: Partial<Record<Placeholder, string>>,
-    options: { listenPort?: number; timeoutMs?: number; extraArgs?: Template; fromConfig?: boolean } = {},
+    options: { signal?: ReadySignal; timeoutMs?: number; extraArgs?: Template; fromConfig?: boolean } = {},
   ): Promise<IutNode> {
     const cmd = iut[role];
     if (!cmd) throw new NodeError(`${iut.name} describes no ${role}`);
@@ -104,29 +133,26 @@ export class IutNode {
     const base = options.fromConfig ? (cmd.configArgs ?? cmd.args) : cmd.args;
     const argv = [...expandArgs(base, values), ...expandArgs(options.extraArgs ?? [], values)];
     const proc = spawn(cmd.command, argv, { cwd: iut.dir, env: { ...process.env, ...cmd.env }, stdio: ['pipe', 'pipe', 'pipe'] });
-    const node = new IutNode(role, proc, argv);
+    const node = new IutNode(role, proc, argv, iut.name);
     const timeoutMs = options.timeoutMs ?? 20_000;
-    const died = node.exited.then(({ code, signal }) => {
-      throw new NodeError(`${iut.name} ${role} exited (${signal ?? code}) before it was ready: ${cmd.command} ${argv.join(' ')}\n${node.stderrTail()}`);
+    const commandLine = [cmd.command, ...argv].join(' ');
+    let spawnError: Error | null = null;
+    proc.once('error', (e) => (spawnError = e));
+    const died = node.exited.then((exit) => {
+      const why = spawnError ? `could not be started (${spawnError.message})` : `exited (${exit.signal ?? exit.code}) before it was ready`;
+      throw new NodeStartError(`${iut.name} ${role} ${why}: ${commandLine}\n${node.stderrTail()}`, exit);
     });
     const ready = (async () => {
-      switch (cmd.ready.kind) {
-        case 'control':
-          node.ready = await node.waitFor((m) => m.event === 'ready', timeoutMs);
-          return;
-        case 'stdout': {
-          const pattern = cmd.ready.pattern;
-          await node.waitFor((m) => typeof m.line === 'string' && pattern.test(m.line), timeoutMs);
-          return;
-        }
-        case 'port': {
-          if (options.listenPort === undefined) return; // nothing to wait for: it does not listen
-          const until = Date.now() + timeoutMs;
-          while (!(await accepts(options.listenPort))) {
-            if (Date.now() > until) throw new NodeError(`${iut.name} ${role} did not accept on port ${options.listenPort}`);
-            await new Promise((r) => setTimeout(r, 20));
-          }
-        }
+      const r = cmd.ready;
+      if (r.kind === 'control') node.ready = await node.waitFor((m) => m.event === 'ready', timeoutMs);
+      else if (r.kind === 'stdout') await node.waitFor((m) => typeof m.line === 'string' && r.pattern.test(m.line), timeoutMs);
+      else if (r.kind === 'stderr') await node.untilStderr(r.pattern, timeoutMs);
+      else {
+        const signal = options.signal;
+        if (!signal) throw new NodeError(`${iut.name} ${role}: "ready": "port" needs a listen address or a connection the harness can watch, and this node has neither`);
+        const what = 'port' in signal ? `to accept on port ${signal.port}` : 'path' in signal ? `to accept on ${signal.path}` : signal.what;
+        const seen = 'seen' in signal ? signal.seen : until(what, () => accepts('port' in signal ? signal.port : signal.path), { timeoutMs, everyMs: 20 });
+        await withTimeout(seen, timeoutMs, () => new NodeError(`${iut.name} ${role} was not ready: no sign of it ${what} within ${timeoutMs} ms: ${commandLine}\n${node.stderrTail()}`));
       }
     })();
     try {
@@ -138,9 +164,20 @@ export class IutNode {
     return node;
   }
 
+  /** What a report shows of this node: its command line, how it ended, and its last words. */
+  log(): NodeLog {
+    const exit = this.proc.exitCode !== null || this.proc.signalCode !== null ? String(this.proc.signalCode ?? this.proc.exitCode) : null;
+    return { role: this.role, implementation: this.implementation, argv: this.argv, exit, stderrTail: this.stderrTail() };
+  }
+
+  /** Waits until the node's standard error holds a line matching `pattern`. */
+  private untilStderr(pattern: RegExp, timeoutMs: number): Promise<unknown> {
+    return until(`a line of standard error matching ${pattern}`, () => this.stderrLines.some((l) => pattern.test(l)), { timeoutMs });
+  }
+
   /** The last lines of the node's standard error, for failure reports. */
   stderrTail(lines = 30): string {
-    return this.stderr.split('\n').slice(-lines).join('\n');
+    return this.stderrLines.slice(-lines).join('\n');
   }
 
   /** The next message (already received or to come) that passes `test`. */
@@ -148,7 +185,7 @@ export class IutNode {
     const seen = this.messages.find(test);
     if (seen) return Promise.resolve(seen);
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new NodeError(`no expected message within ${timeoutMs} ms\n${this.stderrTail()}`)), timeoutMs);
+      const timer = setTimeout(() => reject(new NodeError(`${this.implementation} ${this.role}: no expected message within ${timeoutMs} ms\n${this.stderrTail()}`)), timeoutMs);
       this.waiters.push({ test, resolve: (m) => (clearTimeout(timer), resolve(m)) });
     });
   }

@@ -9,6 +9,9 @@ import { type Address } from '../../reference/net/address.ts';
 import { encodeFrame, FrameDecoder } from '../../reference/framing.ts';
 import type { BlobMessage, StoreMessage, TransactionMessage } from '../../reference/messages.ts';
 import { StreamDecoder } from '../../reference/stream.ts';
+import { ZrsError } from '../../reference/errors.ts';
+import { check } from '../checks.ts';
+import { digestFault, type SentFrame, streamFault } from './diagnose.ts';
 
 /** A transaction as received. */
 export interface ReceivedTransaction {
@@ -25,6 +28,12 @@ export class FakeSecondary {
   readonly transactions: ReceivedTransaction[] = [];
   /** The first decoding or checksum error, if any (the stream is not read further). */
   error: Error | null = null;
+  /** The requirement of the primary's that {@link error} shows broken, and how. */
+  fault: { id: string; why: string } | null = null;
+  /** Frames after the handshake, kept to explain a bad digest. */
+  private readonly sent: SentFrame[] = [];
+  private startTid: Buffer = Buffer.alloc(8);
+  private protocol: Buffer = Buffer.alloc(0);
   closed = false;
   private readonly closedAt: Promise<void>;
 
@@ -57,12 +66,14 @@ export class FakeSecondary {
   /** Sends the two handshake frames; what follows is decoded as a stream after `startTid`. */
   handshake(protocol: string, startTid: Buffer): void {
     this.expectStream(startTid);
+    this.protocol = Buffer.from(protocol, 'latin1');
     this.send(Buffer.concat([encodeFrame(Buffer.from(protocol, 'latin1')), encodeFrame(startTid)]));
   }
 
   /** Decode what arrives as a stream after `startTid` (for handshakes sent with `send`). */
   expectStream(startTid: Buffer): void {
     this.stream = new StreamDecoder(startTid);
+    this.startTid = startTid;
   }
 
   private receive(d: Buffer): void {
@@ -70,7 +81,10 @@ export class FakeSecondary {
     if (!this.stream || this.error) return;
     try {
       for (const f of this.frames.push(d)) {
+        const kind = this.stream.expecting;
         const e = this.stream.push(f);
+        const type = kind !== 'message' ? undefined : e?.kind === 'begin' ? 'T' : e?.kind === 'commit' ? 'C' : 'S';
+        this.sent.push({ kind, payload: Buffer.from(f), txn: this.transactions.length, ...(type ? { type } : {}) });
         if (!e) continue;
         if (e.kind === 'begin') this.current = { begin: e.message, records: [], digest: Buffer.alloc(0) };
         else if (e.kind === 'record') this.current!.records.push({ message: e.message, data: e.data ? Buffer.from(e.data) : null, chunks: [] });
@@ -83,7 +97,29 @@ export class FakeSecondary {
       }
     } catch (e) {
       this.error = e as Error;
+      this.fault = this.explain(e);
     }
+  }
+
+  private explain(e: unknown): { id: string; why: string } {
+    const message = e instanceof Error ? e.message : String(e);
+    if (!(e instanceof ZrsError) || e.code !== 'ERR_CHECKSUM') return { id: streamFault(e), why: message };
+    const digest = /received ([0-9a-f]{32})/.exec(message)?.[1];
+    if (!digest) return { id: 'WIRE-MSG-3', why: `a C without digest: ${message}` };
+    const fault = digestFault(this.startTid, this.protocol, this.sent, Buffer.from(digest, 'hex'));
+    return { id: fault.id, why: `${message}: ${fault.why}` };
+  }
+
+  /**
+   * Checks that everything received so far decoded, in the grammar, with right digests: a
+   * failure blames the requirement the primary broke ({@link fault}).
+   */
+  verify(): void {
+    if (!this.error) return;
+    const { id, why } = this.fault!;
+    check(id, () => {
+      throw new Error(`what the primary sent does not decode: ${why}`);
+    });
   }
 
   /** True when the bytes so far end on a transaction boundary. */

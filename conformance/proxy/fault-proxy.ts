@@ -156,7 +156,7 @@ export class Link {
   }
 }
 
-export class FaultProxy {
+export class FaultProxy<A extends Address = Address> {
   readonly links = new Set<Link>();
   /** Connections accepted since the start. */
   accepted = 0;
@@ -165,15 +165,17 @@ export class FaultProxy {
 
   private constructor(
     private readonly server: net.Server,
-    readonly address: Extract<Address, { kind: 'tcp' }>,
+    readonly address: A,
     seed: number,
   ) {
     this.random = prng(seed);
   }
 
-  /** Listens on a free loopback port and forwards to `target`. */
-  static async start(target: Address, seed: number): Promise<FaultProxy> {
-    let self!: FaultProxy;
+  /** Listens on a free loopback port (or on the Unix socket `at.path`) and forwards to `target`. */
+  static async start(target: Address, seed: number): Promise<FaultProxy<Extract<Address, { kind: 'tcp' }>>>;
+  static async start(target: Address, seed: number, at: { path: string }): Promise<FaultProxy<Extract<Address, { kind: 'unix' }>>>;
+  static async start(target: Address, seed: number, at?: { path: string }): Promise<FaultProxy<Address>> {
+    let self!: FaultProxy<Address>;
     const server = net.createServer((client) => {
       self.accepted++;
       const upstream = target.kind === 'unix' ? net.connect(target.path) : net.connect({ host: target.host || '127.0.0.1', port: target.port });
@@ -182,9 +184,12 @@ export class FaultProxy {
       self.links.add(link);
       upstream.once('connect', () => link.follow());
     });
+    if (at) {
+      await new Promise<void>((r) => server.listen(at.path, r));
+      return (self = new FaultProxy(server, { kind: 'unix', path: at.path }, seed));
+    }
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    self = new FaultProxy(server, { kind: 'tcp', host: '127.0.0.1', port: (server.address() as net.AddressInfo).port }, seed);
-    return self;
+    return (self = new FaultProxy(server, { kind: 'tcp', host: '127.0.0.1', port: (server.address() as net.AddressInfo).port }, seed));
   }
 
   /** Replaces the faults; live connections follow them from now on. */

@@ -1,18 +1,13 @@
 /**
- * A vitest reporter that collects each case's outcome and the requirements it cites, for the
- * conformance verdict. Cases skipped with a note starting `unsupported:` count as unsupported.
+ * A vitest reporter that collects each case's outcome, the requirements it cites, its checks
+ * and the roles it judges (conformance/checks.ts), for the conformance verdict. Cases skipped
+ * with a note starting `unsupported:` count as unsupported.
  * @module
  */
 import path from 'node:path';
 import type { Reporter, TestModule } from 'vitest/node';
-
-declare module 'vitest' {
-  interface TaskMeta {
-    /** Runs of a property case (set by the case). */
-    runs?: number;
-  }
-}
-import { type CaseResult, citedRequirements } from './verdict.ts';
+import type { CaseResult } from './verdict.ts';
+import { citedRequirements } from './verdict.ts';
 
 export class CaseCollector implements Reporter {
   readonly cases: CaseResult[] = [];
@@ -26,7 +21,8 @@ export class CaseCollector implements Reporter {
         const note = r.state === 'skipped' ? (r.note ?? null) : null;
         const state =
           r.state === 'passed' ? 'passed' : r.state === 'failed' ? 'failed' : note?.startsWith('unsupported:') ? 'unsupported' : 'skipped';
-        const message = r.state === 'failed' ? r.errors.map((e) => e.message).join('\n') : note;
+        const message = r.state === 'failed' ? r.errors.map((e) => (e.name && e.name !== 'Error' && e.name !== 'AssertionError' ? `${e.name}: ${e.message}` : e.message)).join('\n') : note;
+        const meta = test.meta();
         this.cases.push({
           name: test.fullName,
           file: path.relative(this.root, m.moduleId),
@@ -34,7 +30,10 @@ export class CaseCollector implements Reporter {
           requirements: citedRequirements(test.fullName),
           message,
           durationMs: test.diagnostic()?.duration ?? 0,
-          ...(test.meta().runs !== undefined ? { runs: test.meta().runs } : {}),
+          checks: meta.checks ?? [],
+          subjects: meta.subjects ?? [],
+          ...(meta.runs !== undefined ? { runs: meta.runs } : {}),
+          ...(meta.nodes?.length ? { nodes: meta.nodes } : {}),
         });
       }
     }

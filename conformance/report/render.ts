@@ -45,24 +45,52 @@ export function summary(v: RunVerdict, title: string): string {
       `${count('unexpected-pass')} unexpected passes, ${count('unsupported')} unsupported, ${count('not covered')} not covered`,
     `cases: ${cases('passed')} passed, ${cases('failed')} failed, ${cases('unsupported')} unsupported, ${cases('skipped')} skipped`,
   );
+  const expectedCount = (state: string) => v.expectedFailures.filter((e) => e.state === state).length;
+  if (v.expectedFailures.length) {
+    lines.push(
+      `expected failures: ${expectedCount('failed as expected')} failed as expected, ${expectedCount('unexpected pass')} passed, ` +
+        `${expectedCount('not exercised')} not exercised, ${expectedCount('not applicable')} not applicable (role not played)`,
+    );
+  }
   for (const w of v.warnings) lines.push(`warning: ${w}`);
   for (const p of v.problems) lines.push(`FAILURE: ${p}`);
-  lines.push(v.ok ? 'verdict: conforms (no MUST fails)' : 'verdict: DOES NOT CONFORM');
+  for (const e of v.errors) lines.push(`CASE ERROR: ${e}`);
+  lines.push(verdictLine(v));
   return lines.join('\n');
+}
+
+/** What was left out of a run, or null when everything ran. */
+export function partialNote(v: RunVerdict): string | null {
+  if (v.complete) return null;
+  const parts = [
+    ...(v.partial.filter !== null ? [`only cases matching ${JSON.stringify(v.partial.filter)}`] : []),
+    ...(v.partial.unsupported ? [`${v.partial.unsupported} cases unsupported`] : []),
+    ...(v.partial.skipped ? [`${v.partial.skipped} cases skipped`] : []),
+  ];
+  return `partial run: ${parts.join(', ')}`;
+}
+
+/** The one line that says what the run concluded. */
+export function verdictLine(v: RunVerdict): string {
+  const partial = partialNote(v);
+  if (v.errors.length) return `verdict: NO VERDICT: ${v.errors.length} case(s) failed without blaming a requirement (a fault of the harness or of the case's set-up)`;
+  if (!v.ok) return `verdict: DOES NOT CONFORM${partial ? ` (${partial})` : ''}`;
+  return partial ? `verdict: conforms on what ran, no MUST fails (${partial}; see the unsupported requirements)` : 'verdict: conforms (no MUST fails, every case ran)';
 }
 
 /** The per-requirement matrix in Markdown. */
 export function matrix(v: RunVerdict, title: string): string {
   const esc = (s: string) => s.replace(/\|/g, '\\|');
-  const lines = [`# ${title}`, '', `Verdict: **${v.ok ? 'conforms' : 'does not conform'}**.`, ''];
+  const lines = [`# ${title}`, '', `${verdictLine(v).replace(/^verdict: /, 'Verdict: ')}.`, ''];
   let doc = '';
   for (const r of v.requirements) {
     if (r.document !== doc) {
       doc = r.document;
       lines.push('', `## ${doc}`, '', '| requirement | level | section | result | cases |', '|---|---|---|---|---|');
     }
+    const who = r.blamed.length ? ` in ${r.blamed.join(', ')}` : '';
     const note = r.expectedReason ? ` (${esc(r.expectedReason)})` : '';
-    lines.push(`| ${r.id} | ${r.level} | ${esc(r.section)} | ${MARK[r.state]}${note} | ${r.cases.length} |`);
+    lines.push(`| ${r.id} | ${r.level} | ${esc(r.section)} | ${MARK[r.state]}${who}${note} | ${r.cases.length} |`);
   }
   return `${lines.join('\n')}\n`;
 }

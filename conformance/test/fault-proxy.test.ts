@@ -1,6 +1,7 @@
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FaultProxy, prng } from '../proxy/fault-proxy.ts';
+import type { Address } from '../../reference/net/address.ts';
 
 /** An echo server that also records what it received. */
 async function echo(): Promise<{ port: number; received: () => Buffer; close: () => void }> {
@@ -22,7 +23,7 @@ async function echo(): Promise<{ port: number; received: () => Buffer; close: ()
   };
 }
 
-async function client(p: FaultProxy) {
+async function client(p: FaultProxy<Extract<Address, { kind: 'tcp' }>>) {
   const s = net.connect({ host: '127.0.0.1', port: p.address.port });
   const got: Buffer[] = [];
   let closed = false;
