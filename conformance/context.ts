@@ -111,20 +111,20 @@ export async function loopback(): Promise<Extract<Address, { kind: 'tcp' }>> {
  * Writes a zc.zrs configuration file: `settings` (lines such as `replicate-from HOST:PORT`) in
  * its `<zrs>` section, then the FileStorage `fs` (with its blob directory). Returns `file`.
  */
-export function writeZrsConfig(file: string, settings: string[], fs: string, blobDir?: string): string {
-  const storage = [`    path ${fs}`, ...(blobDir ? [`    blob-dir ${blobDir}`] : [])];
+export function writeZrsConfig(file: string, settings: string[], fs: string, blobDir?: string, readOnly = false): string {
+  const storage = [`    path ${fs}`, ...(blobDir ? [`    blob-dir ${blobDir}`] : []), ...(readOnly ? ['    read-only true'] : [])];
   writeFileSync(file, ['%import zc.zrs', '<zrs>', ...settings.map((l) => `  ${l}`), '  <filestorage>', ...storage, '  </filestorage>', '</zrs>', ''].join('\n'));
   return file;
 }
 
 /** Writes the configuration file of a node (for IUTs started from one). */
-function writeConfig(dir: string, name: string, o: { fs: string; listen?: Address; from?: Address; blobDir?: string; keepAliveDelay?: number }): string {
+function writeConfig(dir: string, name: string, o: { fs: string; listen?: Address; from?: Address; blobDir?: string; keepAliveDelay?: number; readOnly?: boolean }): string {
   const settings = [
     ...(o.listen ? [`replicate-to ${formatAddress(o.listen)}`] : []),
     ...(o.from ? [`replicate-from ${formatAddress(o.from)}`] : []),
     ...(o.keepAliveDelay ? [`keep-alive-delay ${Math.ceil(o.keepAliveDelay)}`] : []),
   ];
-  return writeZrsConfig(path.join(dir, `${name}.conf`), settings, o.fs, o.blobDir);
+  return writeZrsConfig(path.join(dir, `${name}.conf`), settings, o.fs, o.blobDir, o.readOnly);
 }
 
 /**
@@ -195,9 +195,14 @@ async function startListening(iut: Descriptor, role: Subject, wanted: Address | 
   }
 }
 
-/** A primary of the IUT serving a copy of a fixture store (or a new file). */
+/**
+ * A primary of the IUT serving a copy of a fixture store (or a new file). `readOnly` asks an
+ * implementation started from a configuration file to open the file read-only (`read-only true`
+ * in `<filestorage>`), so that it serves the file as it is, a damaged tail included (ZODB cuts
+ * such a tail when it opens a file for writing); other implementations open it as they do.
+ */
 export async function startPrimary(
-  o: { store?: string | null; file?: string; blobs?: boolean; listen?: Address; markUndone?: number; follow?: boolean; register?: ZooKeeperPlace } = {},
+  o: { store?: string | null; file?: string; blobs?: boolean; listen?: Address; markUndone?: number; follow?: boolean; register?: ZooKeeperPlace; readOnly?: boolean } = {},
 ): Promise<{
   node: IutNode;
   address: Address;
@@ -218,7 +223,7 @@ export async function startPrimary(
   }
   const { node, address } = await startListening(iut, 'primary', o.listen, async (address) => {
     const listen = formatAddress(address);
-    const config = writeConfig(dir, 'primary', { fs, listen: address, blobDir: blobDir ?? undefined });
+    const config = writeConfig(dir, 'primary', { fs, listen: address, blobDir: blobDir ?? undefined, readOnly: o.readOnly });
     const node = await IutNode.start(
       iut,
       'primary',

@@ -10,6 +10,7 @@ import net from 'node:net';
 import { createInterface } from 'node:readline';
 import type { NodeLog } from '../checks.ts';
 import { until } from '../wait.ts';
+import { listensOn } from './listeners.ts';
 import { type Descriptor, expandArgs, type Placeholder, type Template } from './descriptor.ts';
 
 /** `p`, or the error `timeout()` makes once `ms` have passed. */
@@ -106,14 +107,18 @@ export class IutNode {
     proc.stdin!.on('error', () => undefined);
     // Settled once the process exited and its output was read (or half a second later, should
     // a child of its own keep the pipes open), so that a report holds its last words.
-    this.exited = new Promise((resolve) =>
+    this.exited = new Promise((resolve) => {
       proc.once('exit', (code, signal) => {
         live.delete(proc);
         const done = () => resolve({ code, signal });
         const timer = setTimeout(done, 500);
         proc.once('close', () => (clearTimeout(timer), done()));
-      }),
-    );
+      });
+      // a program that could not be run at all emits no exit
+      proc.once('error', () => {
+        if (proc.pid === undefined) live.delete(proc), resolve({ code: null, signal: null });
+      });
+    });
   }
 
   /**
@@ -151,7 +156,7 @@ export class IutNode {
         const signal = options.signal;
         if (!signal) throw new NodeError(`${iut.name} ${role}: "ready": "port" needs a listen address or a connection the harness can watch, and this node has neither`);
         const what = 'port' in signal ? `to accept on port ${signal.port}` : 'path' in signal ? `to accept on ${signal.path}` : signal.what;
-        const seen = 'seen' in signal ? signal.seen : until(what, () => accepts('port' in signal ? signal.port : signal.path), { timeoutMs, everyMs: 20 });
+        const seen = 'seen' in signal ? signal.seen : until(what, () => node.listens('port' in signal ? signal.port : signal.path), { timeoutMs, everyMs: 20 });
         await withTimeout(seen, timeoutMs, () => new NodeError(`${iut.name} ${role} was not ready: no sign of it ${what} within ${timeoutMs} ms: ${commandLine}\n${node.stderrTail()}`));
       }
     })();
@@ -162,6 +167,12 @@ export class IutNode {
       throw e;
     }
     return node;
+  }
+
+  /** Whether this node itself listens at `at` and accepts there (where /proc cannot tell whose it is, whether something accepts). */
+  async listens(at: number | string): Promise<boolean> {
+    const own = this.proc.pid === undefined ? false : listensOn(this.proc.pid, at);
+    return own !== false && (await accepts(at));
   }
 
   /** What a report shows of this node: its command line, how it ended, and its last words. */

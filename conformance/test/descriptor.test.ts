@@ -36,10 +36,29 @@ describe('IUT descriptors', () => {
     ['discoverArgs with an unknown placeholder', { name: 'x', features: ['discovery'], secondary: { ...primary, discoverArgs: ['{zk}'] } }, /\$\.secondary\.discoverArgs\[0\]: unknown placeholder \{zk\}/],
     ['configArgs without the feature', { name: 'x', primary: { ...primary, configArgs: ['{config}'] } }, /\$\.primary\.configArgs: needs the feature "zconfig"/],
     ['a bad stdout pattern', { name: 'x', primary: { ...primary, ready: { stdout: '(' } } }, /\$\.primary\.ready\.stdout: not a regular expression/],
+    ['two readiness patterns', { name: 'x', primary: { ...primary, ready: { stdout: 'a', stderr: 'b' } } }, /\$\.primary\.ready: must be "control", "port"/],
+    ['a command naming an unset variable', { name: 'x', primary: { ...primary, command: '${ZRS_TEST_SURELY_UNSET}' } }, /\$\.primary\.command: the environment variable ZRS_TEST_SURELY_UNSET is not set/],
   ])('refuses %s, naming the file and the JSON path', (_name, content, message) => {
     const f = write(content);
     expect(() => readDescriptor(f)).toThrow(message);
     expect(() => readDescriptor(f)).toThrow(f);
+  });
+
+  it('reads a stderr readiness pattern', () => {
+    expect(readDescriptor(write({ name: 'x', primary: { ...primary, ready: { stderr: 'listening on' } } })).primary!.ready).toEqual({ kind: 'stderr', pattern: /listening on/ });
+  });
+
+  it('names the program through the environment, with a default, and resolves a path against the descriptor folder', () => {
+    const f = write({ name: 'x', primary: { ...primary, command: '${ZRS_TEST_PYTHON:-python3}' } });
+    expect(readDescriptor(f).primary!.command).toBe('python3');
+    process.env.ZRS_TEST_PYTHON = 'venv/bin/python3';
+    try {
+      expect(readDescriptor(f).primary!.command).toBe(path.join(dir, 'venv/bin/python3'));
+      process.env.ZRS_TEST_PYTHON = '/opt/py/bin/python3';
+      expect(readDescriptor(f).primary!.command).toBe('/opt/py/bin/python3');
+    } finally {
+      delete process.env.ZRS_TEST_PYTHON;
+    }
   });
 
   it('expands templates, dropping groups whose placeholders have no value', () => {

@@ -36,7 +36,7 @@ describe('requirement verdicts', () => {
     expect(citedRequirements(`primary: x > ${titled(['WIRE-A-1', 'WIRE-A-2'], 'does things [WIRE-A-3]')}`)).toEqual(['WIRE-A-1', 'WIRE-A-2']);
   });
 
-  it('a case citing one requirement proves it by passing and breaks it by failing; a MUST failure fails the run, a SHOULD one warns', () => {
+  it('[CONF-VERD-1] [CONF-VERD-3] a case citing one requirement proves it by passing and breaks it by failing; a MUST failure fails the run, a SHOULD one warns', () => {
     const v = judge([result(['WIRE-A-1'], 'passed'), result(['WIRE-A-2'], 'failed', { message: 'boom' }), result(['WIRE-A-3'], 'unsupported', { message: 'unsupported: no blobs' })], registry, alone());
     expect(v.requirements.map((r) => r.state)).toEqual(['pass', 'fail', 'unsupported', 'not covered', 'not covered']);
     expect(v.ok).toBe(true);
@@ -46,14 +46,14 @@ describe('requirement verdicts', () => {
     expect(bad.problems[0]).toMatch(/WIRE-A-1 \(MUST\) fails/);
   });
 
-  it('a case citing several requirements blames only the one whose check failed; those it never reached get no verdict from it', () => {
+  it('[CONF-VERD-1] a case citing several requirements blames only the one whose check failed; those it never reached get no verdict from it', () => {
     const v = judge([result(['WIRE-A-1', 'WIRE-A-3', 'WIRE-A-4'], 'failed', { checks: [pass('WIRE-A-1'), fail('WIRE-A-3')] })], registry, alone());
     expect([stateOf(v, 'WIRE-A-1'), stateOf(v, 'WIRE-A-3'), stateOf(v, 'WIRE-A-4')]).toEqual(['pass', 'fail', 'not covered']);
     expect(v.problems).toEqual([expect.stringMatching(/^WIRE-A-3 \(MUST\) fails/)]);
     expect(v.errors).toEqual([]);
   });
 
-  it('a case citing several requirements that fails outside its checks blames none: the run has no verdict', () => {
+  it('[CONF-VERD-1] a case citing several requirements that fails outside its checks blames none: the run has no verdict', () => {
     const v = judge([result(['WIRE-A-1', 'WIRE-A-3'], 'failed', { message: 'node did not start', checks: [pass('WIRE-A-1')] })], registry, alone());
     expect(stateOf(v, 'WIRE-A-3')).toBe('not covered');
     expect(v.errors).toEqual([expect.stringMatching(/failed outside its checks.*node did not start/)]);
@@ -61,13 +61,13 @@ describe('requirement verdicts', () => {
     expect(verdictLine(v)).toMatch(/^verdict: NO VERDICT/);
   });
 
-  it('a harness error blames nothing, even in a case citing one requirement', () => {
+  it('[CONF-VERD-1] a harness error blames nothing, even in a case citing one requirement', () => {
     const v = judge([result(['WIRE-A-1'], 'failed', { message: 'HarnessError: no free port' })], registry, alone());
     expect(stateOf(v, 'WIRE-A-1')).toBe('not covered');
     expect(v.errors).toHaveLength(1);
   });
 
-  it('a check of a requirement that binds no single role takes the role the case declared, or must name one', () => {
+  it('[CONF-VERD-1] a check of a requirement that binds no single role takes the role the case declared, or must name one', () => {
     const declared = judge([result(['WIRE-A-5'], 'failed', { subjects: ['secondary'], checks: [fail('WIRE-A-5')] })], registry, alone());
     expect(declared.evidence).toMatchObject([{ id: 'WIRE-A-5', subject: 'secondary', ok: false }]);
     const both = judge([result(['WIRE-A-5'], 'failed', { subjects: ['primary', 'secondary'], checks: [fail('WIRE-A-5')] })], registry, alone());
@@ -76,7 +76,7 @@ describe('requirement verdicts', () => {
     expect(named.evidence).toMatchObject([{ subject: 'primary' }]);
   });
 
-  it('an expected failure that fails is fine; one that passes, or that no case exercised, fails the run', () => {
+  it('[CONF-VERD-2] an expected failure that fails is fine; one that passes, or that no case exercised, fails the run', () => {
     const expected = list({ 'WIRE-A-1': 'known bug' });
     expect(judge([result(['WIRE-A-1'], 'failed')], registry, alone(expected))).toMatchObject({ ok: true, requirements: [{ state: 'expected-failure', expectedReason: 'known bug' }, {}, {}, {}, {}] });
     const stale = judge([result(['WIRE-A-1'], 'passed')], registry, alone(expected));
@@ -89,7 +89,7 @@ describe('requirement verdicts', () => {
     expect(filtered.warnings).toEqual([expect.stringMatching(/no case exercised it/)]);
   });
 
-  it('in a pair run, expected failures belong to the implementation that plays the role they bind', () => {
+  it('[CONF-VERD-2] in a pair run, expected failures belong to the implementation that plays the role they bind', () => {
     // "zc" lists a primary deviation (WIRE-A-1) and a secondary one (WIRE-A-4); it plays the primary, "ref" the secondary.
     const zc = list({ 'WIRE-A-1': 'zc primary bug', 'WIRE-A-4': 'zc secondary bug' });
     const setup: RunSetup = { primary: { name: 'zc', expected: zc }, secondary: { name: 'ref', expected: list({}) } };
@@ -105,7 +105,7 @@ describe('requirement verdicts', () => {
     expect(clean.ok).toBe(true); // zc's secondary entry neither passes unexpectedly nor goes unexercised
   });
 
-  it('an entry may name the roles it fails in', () => {
+  it('[CONF-VERD-2] an entry may name the roles it fails in', () => {
     const zc = list({ 'WIRE-A-5': { reason: 'fails as a writer of secondaries', roles: ['secondary'] } });
     const v = judge(
       [result(['WIRE-A-5'], 'passed', { subjects: ['primary'] }), result(['WIRE-A-5'], 'failed', { subjects: ['secondary'], message: 'x' })],
@@ -118,7 +118,7 @@ describe('requirement verdicts', () => {
     expect(primaryFails.problems).toContainEqual(expect.stringMatching(/WIRE-A-5 \(MUST\) fails: x \(primary\)/));
   });
 
-  it('tells a partial run from a complete one', () => {
+  it('[CONF-VERD-4] tells a partial run from a complete one', () => {
     const complete = judge([result(['WIRE-A-1'], 'passed')], registry, alone());
     expect(complete.complete).toBe(true);
     expect(verdictLine(complete)).toBe('verdict: conforms (no MUST fails, every case ran)');
