@@ -17,7 +17,7 @@
  * requirement the case does not cite; it proves only those the case cites.
  * @module
  */
-import { getCurrentTest } from 'vitest/suite';
+import { TestRunner } from 'vitest';
 import { citedRequirements } from './report/verdict.ts';
 
 /** The role whose implementation a check judges. */
@@ -74,7 +74,7 @@ export class HarnessError extends Error {
 }
 
 function current() {
-  const test = getCurrentTest();
+  const test = TestRunner.getCurrentTest();
   if (!test) throw new HarnessError('check() called outside a running case');
   return test;
 }
@@ -125,4 +125,22 @@ export function check<T>(id: string | string[], fn: () => T | Promise<T>, subjec
   }
   record(ids, subject ?? null);
   return out;
+}
+
+/**
+ * Runs `steps` (checks that do not depend on each other) one after another, each to the end
+ * even when an earlier one failed, then rethrows the first failure: so that each broken
+ * requirement among them is blamed, not only the first.
+ */
+export async function independently(...steps: (() => unknown)[]): Promise<void> {
+  let first: unknown = null;
+  for (const step of steps) {
+    try {
+      await step();
+    } catch (e) {
+      if (!(e instanceof RequirementViolation)) throw e;
+      first ??= e;
+    }
+  }
+  if (first) throw first;
 }

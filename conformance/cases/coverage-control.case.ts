@@ -9,25 +9,28 @@ import net from 'node:net';
 import path from 'node:path';
 import { afterEach, describe, expect, it, type TestContext } from 'vitest';
 import { RunningChecksum } from '../../reference/checksum.ts';
-import { checkFile } from '../../reference/filestorage/checker.ts';
 import { fileContent } from '../../reference/filestorage/content.ts';
 import { FileStorageReader } from '../../reference/filestorage/reader.ts';
-import { encodeMessage } from '../../reference/messages.ts';
+import { decodeMessage, encodeMessage } from '../../reference/messages.ts';
 import { parseAddress } from '../../reference/net/address.ts';
+import { loadPickle } from '../../reference/pickle/decoder.ts';
+import { pickleToJson } from '../../reference/pickle/json.ts';
 import { type PickleValue, PyDict } from '../../reference/pickle/values.ts';
 import { hex8, tidToUnixSeconds, Z64 } from '../../reference/timestamp.ts';
+import { check, type Subject } from '../checks.ts';
 import { loopback, primaryIut, requires, secondaryIut, startPrimary, startSecondary, workdir, writeZrsConfig } from '../context.ts';
 import { until } from '../wait.ts';
 import { FIXTURES } from '../env.ts';
 import { expandArgs } from '../iut/descriptor.ts';
-import { type ControlMessage, type IutNode } from '../iut/node.ts';
+import { type ControlMessage, type IutNode, NodeStartError } from '../iut/node.ts';
 import { freePort } from '../../reference/net/ports.ts';
 import { FakePrimary, storeFrames } from '../peers/fake-primary.ts';
 import { FakeSecondary, sleep } from '../peers/fake-secondary.ts';
-import { byValue, prevPointers } from '../file-checks.ts';
+import { byValue, checkValid, prevPointers } from '../file-checks.ts';
 
 const primary = primaryIut();
 const secondary = secondaryIut();
+const both = primary === secondary ? primary.name : `${primary.name} / ${secondary.name}`;
 const fixture = (...parts: string[]) => path.join(FIXTURES, ...parts);
 const small = fileContent(fixture('small', 'Data.fs'));
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
@@ -62,12 +65,21 @@ function onlyControlMessages(node: IutNode): ControlMessage[] {
   return node.messages.filter((m) => !(typeof m.event === 'string' && !('id' in m)) && !('id' in m && typeof m.ok === 'boolean'));
 }
 
-/** A commit over the control channel; fails the case unless it succeeds. */
+/** A commit over the control channel of a primary; unless it succeeds, fails CONF-CTL-6 (the primary's). */
 async function commit(node: IutNode, fields: ControlMessage): Promise<string> {
-  const r = await node.request('commit', fields);
-  expect(r.ok, JSON.stringify(r)).toBe(true);
-  return r.tid as string;
+  return check(
+    'CONF-CTL-6',
+    async () => {
+      const r = await node.request('commit', fields);
+      expect(r.ok, `commit: ${JSON.stringify(r).slice(0, 500)}`).toBe(true);
+      return r.tid as string;
+    },
+    'primary',
+  );
 }
+
+/** `node`'s exit within `ms`, or 'still running'. */
+const exitWithin = (node: IutNode, ms = 15_000) => Promise.race([node.exited, sleep(ms).then(() => 'still running' as const)]);
 
 /** A JSON extension as the pickle values a primary must send for it. */
 function extensionValue(j: unknown): PickleValue {
@@ -81,10 +93,15 @@ function extensionValue(j: unknown): PickleValue {
 
 
 /**
- * Starts a node that is expected not to start; resolves with its exit and standard error
- * (killed after 15 s: a node that does not exit fails the case).
+ * Starts a node that is expected not to start; resolves with its exit and standard error.
+ * A node still running 15 s later is killed (`signal` SIGKILL, `running` true); so is one that
+ * announced itself ready (a control-channel `ready` event) and had not exited 2 s later.
  */
-async function startFailing(role: 'primary' | 'secondary', fs: string, listen?: string): Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }> {
+async function startFailing(
+  role: 'primary' | 'secondary',
+  fs: string,
+  listen?: string,
+): Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string; running: boolean; ready: ControlMessage | null }> {
   const iut = role === 'primary' ? primary : secondary;
   const cmd = iut[role]!;
   const dir = path.dirname(fs);
@@ -93,34 +110,62 @@ async function startFailing(role: 'primary' | 'secondary', fs: string, listen?: 
   const values = role === 'primary' ? { fs, listen: listen!, config } : { fs, from, config, reconnectDelay: '0.2' };
   const proc: ChildProcess = spawn(cmd.command, expandArgs(cmd.args, values), { cwd: iut.dir, env: { ...process.env, ...cmd.env }, stdio: ['pipe', 'pipe', 'pipe'] });
   let stderr = '';
+  let stdout = '';
+  let ready: ControlMessage | null = null;
+  let running = false;
+  const kill = () => ((running = proc.exitCode === null && proc.signalCode === null), proc.kill('SIGKILL'));
+  let readyTimer: NodeJS.Timeout | undefined;
   proc.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  proc.stdout!.on('data', (d: Buffer) => {
+    const lines = (stdout + d.toString()).split('\n');
+    stdout = lines.pop()!;
+    for (const line of lines) {
+      try {
+        const m = JSON.parse(line) as ControlMessage;
+        if (m.event === 'ready' && !ready) (ready = m), (readyTimer = setTimeout(kill, 2000));
+      } catch {
+        // not the control channel
+      }
+    }
+  });
   proc.stdin!.on('error', () => undefined);
-  const timer = setTimeout(() => proc.kill('SIGKILL'), 15_000);
+  const timer = setTimeout(kill, 15_000);
   cleanup.push(() => proc.kill('SIGKILL'));
   const [code, signal] = (await once(proc, 'exit')) as [number | null, NodeJS.Signals | null];
   clearTimeout(timer);
-  return { code, signal, stderr };
+  clearTimeout(readyTimer);
+  return { code, signal, stderr, running, ready };
 }
 
-describe(`control channel: ${primary.name}`, () => {
+describe(`control channel: ${both}`, () => {
   it('[CONF-CTL-11] [CONF-PROC-1] the ready event names the role, the address with its real port, and the last tid; standard output carries nothing else', async (ctx) => {
     requires(ctx, primary, 'primary', 'control');
     requires(ctx, secondary, 'secondary', 'control');
     const p = await startPrimary({ store: 'small' });
-    expect(p.node.ready).toMatchObject({ event: 'ready', role: 'primary', lastTid: small.at(-1)!.tid });
-    const listen = parseAddress(p.node.ready!.listen as string);
-    expect(listen).toMatchObject({ kind: 'tcp', port: p.address.kind === 'tcp' ? p.address.port : -1 });
+    check(
+      'CONF-CTL-11',
+      () => {
+        expect(p.node.ready, "the primary's ready event").toMatchObject({ event: 'ready', role: 'primary', lastTid: small.at(-1)!.tid });
+        const listen = parseAddress(p.node.ready!.listen as string);
+        expect(listen, 'the address in the ready event').toMatchObject({ kind: 'tcp', port: p.address.kind === 'tcp' ? p.address.port : -1 });
+      },
+      'primary',
+    );
     await p.node.request('last-tid');
     await commit(p.node, { records: [{ oid: oidHex(0xc0), data: '80034e2e' }] });
 
     const fresh = await startSecondary({ from: p.address });
-    expect(fresh.node.ready).toMatchObject({ event: 'ready', role: 'secondary', listen: null, lastTid: hex8(Z64) });
+    check('CONF-CTL-11', () => expect(fresh.node.ready, 'the ready event of a secondary on a new file').toMatchObject({ event: 'ready', role: 'secondary', listen: null, lastTid: hex8(Z64) }), 'secondary');
     const fs = path.join(workdir(), 'Data.fs');
     writeFileSync(fs, readFileSync(fixture('small', 'Data.fs')));
     const resumed = await startSecondary({ from: p.address, fs });
-    expect(resumed.node.ready).toMatchObject({ event: 'ready', role: 'secondary', listen: null, lastTid: small.at(-1)!.tid });
+    check(
+      'CONF-CTL-11',
+      () => expect(resumed.node.ready, 'the ready event of a secondary on a copy of small/Data.fs').toMatchObject({ event: 'ready', role: 'secondary', listen: null, lastTid: small.at(-1)!.tid }),
+      'secondary',
+    );
     await resumed.node.request('last-tid');
-    for (const node of [p.node, fresh.node, resumed.node]) expect(onlyControlMessages(node)).toEqual([]);
+    for (const n of [p, fresh, resumed]) check('CONF-PROC-1', () => expect(onlyControlMessages(n.node), `what the ${n.node.role} wrote on standard output besides control messages`).toEqual([]), n.node.role);
   });
 
   it('[CONF-CTL-11] a chained secondary reports the address it listens on, with its real port', async (ctx) => {
@@ -129,8 +174,14 @@ describe(`control channel: ${primary.name}`, () => {
     const p = await startPrimary({ store: 'small' });
     const listen = await loopback();
     const s = await startSecondary({ from: p.address, listen });
-    expect(s.node.ready).toMatchObject({ event: 'ready', role: 'secondary', lastTid: hex8(Z64) });
-    expect(parseAddress(s.node.ready!.listen as string)).toMatchObject({ kind: 'tcp', port: listen.port });
+    check(
+      'CONF-CTL-11',
+      () => {
+        expect(s.node.ready).toMatchObject({ event: 'ready', role: 'secondary', lastTid: hex8(Z64) });
+        expect(parseAddress(s.node.ready!.listen as string)).toMatchObject({ kind: 'tcp', port: listen.port });
+      },
+      'secondary',
+    );
   });
 
   it('[CONF-CTL-1] [CONF-CTL-2] [CONF-CTL-3] one response a request, in order, with its id; malformed lines and requests get errors and the node goes on', async (ctx) => {
@@ -149,63 +200,90 @@ describe(`control channel: ${primary.name}`, () => {
       `{"id":10,"op":"commit","records":[{"oid":"${oidHex(0xb0)}","data":"80034e2e"}]}`,
       '{"id":11,"op":"last-tid"}',
     ];
+    const ids = ['a', null, null, { x: [1] }, null, 7, 8, 9, 10, 11];
     p.node.proc.stdin!.write(`${lines.join('\n')}\n`);
-    await until('ten responses', () => responses(p.node, mark).length >= lines.length, { timeoutMs: 10_000 });
+    await check('CONF-CTL-1', () => until('ten responses', () => responses(p.node, mark).length >= lines.length, { timeoutMs: 10_000, seen: () => `${responses(p.node, mark).length}` }));
     await sleep(200);
     const r = responses(p.node, mark);
-    expect(r).toHaveLength(lines.length);
-    expect(r.map((m) => m.id)).toEqual(['a', null, null, { x: [1] }, null, 7, 8, 9, 10, 11]);
-    expect(r.map((m) => m.ok)).toEqual([true, false, false, false, true, false, false, false, true, true]);
-    for (const m of r.filter((x) => x.ok === false)) {
-      const e = m.error as { code?: unknown; message?: unknown };
-      expect(typeof e.code === 'string' && e.code.length > 0, JSON.stringify(m)).toBe(true);
-      expect(typeof e.message, JSON.stringify(m)).toBe('string');
-    }
-    expect(r[0]!.tid).toBe(small.at(-1)!.tid);
-    expect(r[4]!.tid).toBe(small.at(-1)!.tid);
-    expect(r[9]!.tid).toBe(r[8]!.tid);
-    expect(onlyControlMessages(p.node)).toEqual([]);
+    check('CONF-CTL-1', () => expect(r, 'responses to ten requests').toHaveLength(lines.length));
+    check('CONF-CTL-2', () => {
+      const key = (x: unknown) => JSON.stringify(x);
+      expect(r.map((m) => key(m.id)).sort(), 'the ids of the responses (in any order)').toEqual(ids.map(key).sort());
+      for (const m of r) {
+        expect(typeof m.ok, JSON.stringify(m)).toBe('boolean');
+        if (m.ok === false) {
+          const e = m.error as { code?: unknown; message?: unknown } | undefined;
+          expect(typeof e?.code === 'string' && e.code.length > 0, `an error without a code: ${JSON.stringify(m)}`).toBe(true);
+          expect(typeof e?.message, `an error without a message: ${JSON.stringify(m)}`).toBe('string');
+        }
+      }
+    });
+    check('CONF-CTL-1', () => expect(r.map((m) => m.id), 'the ids, in the order of the responses').toEqual(ids));
+    check('CONF-CTL-3', () => {
+      expect(r.map((m) => m.ok), 'ok of each response: malformed lines and requests get errors, the node serves the rest').toEqual([true, false, false, false, true, false, false, false, true, true]);
+      expect(r[9]!.tid, 'the last tid after the malformed requests and a commit').toBe(r[8]!.tid);
+    });
+    check('CONF-CTL-5', () => {
+      expect(r[0]!.tid).toBe(small.at(-1)!.tid);
+      expect(r[4]!.tid).toBe(small.at(-1)!.tid);
+    });
+    check('CONF-PROC-1', () => expect(onlyControlMessages(p.node), 'what the node wrote on standard output besides control messages').toEqual([]));
   });
 
-  it.for(['primary', 'secondary'] as const)('[CONF-CTL-4] a %s whose standard input ends shuts down gracefully and exits with 0', async (role, ctx) => {
-    requires(ctx, primary, 'primary', ...(role === 'primary' ? (['control'] as const) : []));
-    requires(ctx, secondary, 'secondary', ...(role === 'secondary' ? (['control'] as const) : []));
+  it('[CONF-CTL-4] a primary whose standard input ends shuts down gracefully and exits with 0', async (ctx) => {
+    requires(ctx, primary, 'primary', 'control');
     const p = await startPrimary({ store: 'small' });
-    if (role === 'primary') {
-      const s = await FakeSecondary.connect(p.address);
-      s.handshake('zrs2.0', Z64);
-      expect(await s.waitForTransactions(small.length)).toBe(true);
-      p.node.proc.stdin!.end();
-      expect(await Promise.race([p.node.exited, sleep(15_000).then(() => 'still running')])).toEqual({ code: 0, signal: null });
-      expect(await s.waitForClose(5000)).toBe(true);
-      expect(s.atBoundary).toBe(true);
-    } else {
-      const s = await startSecondary({ from: p.address });
-      const end = Date.now() + 10_000;
-      while ((await s.node.lastTid()) !== small.at(-1)!.tid && Date.now() < end) await sleep(25);
-      s.node.proc.stdin!.end();
-      expect(await Promise.race([s.node.exited, sleep(15_000).then(() => 'still running')])).toEqual({ code: 0, signal: null });
-      expect(checkFile(s.fs).violation?.rule ?? null).toBeNull();
-    }
+    const s = await FakeSecondary.connect(p.address);
+    s.handshake('zrs2.0', Z64);
+    const served = await s.waitForTransactions(small.length);
+    s.verify();
+    check('WIRE-TXN-1', () => expect(served, 'the transactions of small/Data.fs, before the test').toBe(true));
+    p.node.proc.stdin!.end();
+    expect(await exitWithin(p.node)).toEqual({ code: 0, signal: null });
+    expect(await s.waitForClose(5000), 'the connection was still open after the primary exited').toBe(true);
+    expect(s.atBoundary, 'the connection ended inside a transaction').toBe(true);
+  });
+
+  it('[CONF-CTL-4] a secondary whose standard input ends shuts down gracefully and exits with 0', async (ctx) => {
+    requires(ctx, secondary, 'secondary', 'control');
+    const fake = await FakePrimary.listen(async (c) => {
+      const { startTid } = await c.handshake;
+      c.send(storeFrames(fixture('small', 'Data.fs'), startTid).flat(2));
+    });
+    cleanup.push(() => fake.close());
+    const s = await startSecondary({ from: fake.address });
+    const end = Date.now() + 10_000;
+    while ((await s.node.lastTid()) !== small.at(-1)!.tid && Date.now() < end) await sleep(25);
+    s.node.proc.stdin!.end();
+    expect(await exitWithin(s.node)).toEqual({ code: 0, signal: null });
+    checkValid(s.fs);
   });
 
   it.for(['primary', 'secondary'] as const)('[CONF-CTL-10] a %s answers shutdown, then shuts down gracefully and exits with 0', async (role, ctx) => {
-    requires(ctx, primary, 'primary', ...(role === 'primary' ? (['control'] as const) : []));
-    requires(ctx, secondary, 'secondary', ...(role === 'secondary' ? (['control'] as const) : []));
-    const p = await startPrimary({ store: 'small' });
-    const node = role === 'primary' ? p.node : (await startSecondary({ from: p.address })).node;
+    if (role === 'primary') requires(ctx, primary, 'primary', 'control');
+    else requires(ctx, secondary, 'secondary', 'control');
+    let node: IutNode;
+    if (role === 'primary') node = (await startPrimary({ store: 'small' })).node;
+    else {
+      const fake = await FakePrimary.listen(async (c) => {
+        const { startTid } = await c.handshake;
+        c.send(storeFrames(fixture('small', 'Data.fs'), startTid).flat(2));
+      });
+      cleanup.push(() => fake.close());
+      node = (await startSecondary({ from: fake.address })).node;
+    }
     const r = await node.request('shutdown', {}, 10_000);
     expect(r).toMatchObject({ ok: true });
-    expect(await Promise.race([node.exited, sleep(15_000).then(() => 'still running')])).toEqual({ code: 0, signal: null });
+    expect(await exitWithin(node)).toEqual({ code: 0, signal: null });
   });
 
   it('[CONF-CTL-5] last-tid: a primary reports its last commit; a secondary the tid its next handshake carries', async (ctx) => {
     requires(ctx, primary, 'primary', 'control');
     requires(ctx, secondary, 'secondary', 'control');
     const p = await startPrimary({ store: 'small' });
-    expect(await p.node.lastTid()).toBe(small.at(-1)!.tid);
+    await check('CONF-CTL-5', async () => expect(await p.node.lastTid(), 'last tid of a primary serving small/Data.fs').toBe(small.at(-1)!.tid), 'primary');
     const t = await commit(p.node, { records: [{ oid: oidHex(0xc1), data: '80034e2e' }] });
-    expect(await p.node.lastTid()).toBe(t);
+    await check('CONF-CTL-5', async () => expect(await p.node.lastTid(), 'last tid after a commit').toBe(t), 'primary');
 
     const fake = await FakePrimary.listen(async (c, n) => {
       const { startTid } = await c.handshake;
@@ -214,14 +292,26 @@ describe(`control channel: ${primary.name}`, () => {
     });
     cleanup.push(() => fake.close());
     const s = await startSecondary({ from: fake.address, reconnectDelay: 0.2 });
-    expect(await s.node.lastTid()).toBe(hex8(Z64));
-    expect(hex((await (await fake.connection(0)).handshake).startTid)).toBe(hex8(Z64));
+    // a last-tid request that fails breaks CONF-CTL-5 itself
+    const lastTid = async () => {
+      try {
+        return await s.node.lastTid();
+      } catch (e) {
+        return check('CONF-CTL-5', (): string => {
+          throw e;
+        }, 'secondary');
+      }
+    };
+    const first = await lastTid();
+    const h0 = await check('WIRE-HS-1', async () => (await fake.connection(0)).handshakeWithin(), 'secondary');
+    check('CONF-CTL-5', () => expect(first, 'last tid of a secondary on a new file, against its first handshake').toBe(hex(h0.startTid)), 'secondary');
     const end = Date.now() + 10_000;
     let last = '';
-    while ((last = await s.node.lastTid()) !== small[4]!.tid && Date.now() < end) await sleep(25);
-    expect(last).toBe(small[4]!.tid);
+    while ((last = await lastTid()) !== small[4]!.tid && Date.now() < end) await sleep(25);
+    check('WIRE-TXN-10', () => expect(last, 'last tid once five transactions were sent').toBe(small[4]!.tid), 'secondary');
     (await fake.connection(0)).end();
-    expect(hex((await (await fake.connection(1)).handshake).startTid)).toBe(last);
+    const h1 = await check('WIRE-RECON-1', async () => (await fake.connection(1, 10_000)).handshakeWithin(), 'secondary');
+    check('CONF-CTL-5', () => expect(hex(h1.startTid), 'the start tid of the next connection, against the last tid reported').toBe(last), 'secondary');
   });
 
   it('[CONF-CTL-7] [FS-BACK-5] undo writes back pointers to the revisions before (0 for a creation), or refuses when a later transaction changed an object', async (ctx) => {
@@ -230,39 +320,50 @@ describe(`control channel: ${primary.name}`, () => {
     const a = await commit(p.node, { records: [{ oid: oidHex(1), data: '8003580100000061' + '2e' }, { oid: oidHex(2), data: '80035801000000622e' }] });
     const b = await commit(p.node, { records: [{ oid: oidHex(1), data: '80035801000000632e' }] });
     const u1 = await p.node.request('undo', { tid: b, description: 'undo b' });
-    expect(u1.ok, JSON.stringify(u1)).toBe(true);
+    check('CONF-CTL-7', () => expect(u1.ok, JSON.stringify(u1)).toBe(true));
     const c = await commit(p.node, { records: [{ oid: oidHex(3), data: '80035801000000642e' }] });
     const u2 = await p.node.request('undo', { tid: c });
-    expect(u2.ok, JSON.stringify(u2)).toBe(true);
+    check('CONF-CTL-7', () => expect(u2.ok, JSON.stringify(u2)).toBe(true));
     await commit(p.node, { records: [{ oid: oidHex(2), data: '80035801000000652e' }] });
     const refused = await p.node.request('undo', { tid: a });
-    expect(refused.ok).toBe(false);
+    check('CONF-CTL-7', () => expect(refused.ok, 'undo of a transaction whose object a later one changed').toBe(false));
 
+    checkValid(p.fs);
     const r = FileStorageReader.open(p.fs);
     try {
       const txns = [...r.transactions()];
       const byTid = (t: string) => txns.find((x) => hex(x.tid) === t)!;
-      expect(txns.map((t) => hex(t.tid))).toContain(u1.tid);
-      expect(txns).toHaveLength(6); // the refused undo wrote nothing
+      check('CONF-CTL-7', () => {
+        expect(txns.map((t) => hex(t.tid))).toContain(u1.tid);
+        expect(txns.map((t) => hex(t.tid))).toContain(u2.tid);
+        expect(txns, 'transactions (the refused undo wrote nothing)').toHaveLength(6);
+      });
       for (const [undone, undo] of [[b, u1.tid as string], [c, u2.tid as string]] as const) {
         const before = [...r.records(byTid(undone))];
         const records = [...r.records(byTid(undo))];
-        expect(records.map((x) => hex(x.oid))).toEqual(before.map((x) => hex(x.oid)));
-        records.forEach((rec, i) => {
-          expect(rec.plen).toBe(0);
-          expect(rec.back).toBe(before[i]!.prev);
-          const wantData = before[i]!.prev === 0 ? null : r.resolve(r.readDataRecord(before[i]!.prev)).data;
-          expect(r.resolve(rec).data).toEqual(wantData);
+        check('CONF-CTL-7', () => {
+          expect(records.map((x) => hex(x.oid)), `the objects of undo ${undo}`).toEqual(before.map((x) => hex(x.oid)));
+          records.forEach((rec, i) => {
+            expect(rec.plen, `data length of ${hex(rec.oid)} in undo ${undo}`).toBe(0);
+            expect(rec.back, `back pointer of ${hex(rec.oid)} in undo ${undo}: the revision before ${undone}`).toBe(before[i]!.prev);
+          });
+        });
+        check('FS-BACK-5', () => {
+          records.forEach((rec, i) => {
+            const wantData = before[i]!.prev === 0 ? null : r.resolve(r.readDataRecord(before[i]!.prev)).data;
+            expect(r.resolve(rec).data, `what the back pointer of ${hex(rec.oid)} in undo ${undo} resolves to`).toEqual(wantData);
+          });
         });
       }
       // oid 1 is back to the data transaction a gave it; oid 3 no longer has data
       const resolvedOf = (tid: string) => [...r.records(byTid(tid))].map((x) => r.resolve(x).data?.toString('hex') ?? null);
-      expect(resolvedOf(u1.tid as string)).toEqual(['8003580100000061' + '2e']);
-      expect(resolvedOf(u2.tid as string)).toEqual([null]);
+      check('FS-BACK-5', () => {
+        expect(resolvedOf(u1.tid as string)).toEqual(['8003580100000061' + '2e']);
+        expect(resolvedOf(u2.tid as string)).toEqual([null]);
+      });
     } finally {
       r.close();
     }
-    expect(checkFile(p.fs).violation).toBeNull();
   });
 
   it('[CONF-CTL-8] [WIRE-TXN-8] pack as ZODB does, replacing the file under an open stream, which goes on after the last tid it sent', async (ctx) => {
@@ -274,10 +375,12 @@ describe(`control channel: ${primary.name}`, () => {
     const p = await startPrimary({ store: prepared(oldFile) });
     const a = await FakeSecondary.connect(p.address);
     a.handshake('zrs2.0', Z64);
-    expect(await a.waitForTransactions(old.length)).toBe(true);
+    const served = await a.waitForTransactions(old.length);
+    a.verify();
+    check('WIRE-TXN-1', () => expect(served, 'the transactions of the file, before the pack').toBe(true));
     const r = await p.node.request('pack', { before: lastPacked.tid });
     if (r.ok === false && (r.error as { code?: string }).code === 'ERR_UNSUPPORTED') ctx.skip(`unsupported: ${primary.name} cannot pack`);
-    expect(r.ok, JSON.stringify(r)).toBe(true);
+    check('CONF-CTL-8', () => expect(r.ok, JSON.stringify(r)).toBe(true));
     const end = Date.now() + 15_000;
     let packed: ReturnType<typeof byValue> = [];
     while (Date.now() < end) {
@@ -289,20 +392,27 @@ describe(`control channel: ${primary.name}`, () => {
       }
       await sleep(50);
     }
-    expect(packed).toEqual(golden);
-    expect(checkFile(p.fs).violation).toBeNull();
+    check('CONF-CTL-8', () => expect(packed, 'the packed file against what ZODB made of it').toEqual(golden));
+    checkValid(p.fs);
     const x = await commit(p.node, { records: [{ oid: oidHex(0xc2), data: '80034e2e' }] });
     if (!a.closed) {
       // still streaming: the next transaction after the last one it sent, and nothing else
-      expect(await a.waitForTransactions(old.length + 1, 5000)).toBe(true);
+      const more = await a.waitForTransactions(old.length + 1, 5000);
       await a.settle();
-      expect(a.transactions.slice(old.length).map((t) => hex(t.begin.tid))).toEqual([x]);
-      expect(a.error).toBeNull();
+      a.verify();
+      check('WIRE-TXN-8', () => {
+        expect(more, 'the commit after the pack, on the stream opened before it').toBe(true);
+        expect(a.transactions.slice(old.length).map((t) => hex(t.begin.tid))).toEqual([x]);
+      });
     }
     const b = await FakeSecondary.connect(p.address);
     b.handshake('zrs2.0', Z64);
-    expect(await b.waitForTransactions(golden.length + 1)).toBe(true);
-    expect(b.transactions.map((t) => [hex(t.begin.tid), t.begin.status])).toEqual([...golden.map((t) => [t.tid, t.status]), [x, ' ']]);
+    const all = await b.waitForTransactions(golden.length + 1);
+    b.verify();
+    check('CONF-CTL-8', () => {
+      expect(all, 'a new connection gets the packed file and the commit after it').toBe(true);
+      expect(b.transactions.map((t) => [hex(t.begin.tid), t.begin.status])).toEqual([...golden.map((t) => [t.tid, t.status]), [x, ' ']]);
+    });
     a.close();
     b.close();
   });
@@ -367,89 +477,133 @@ describe(`primary as a writer: ${primary.name}`, () => {
       const tid = tidOf(await commit(p.node, { records: [{ oid: oidHex(i % 4), data: `80035801000000${(0x41 + i).toString(16)}2e` }] }));
       windows.push({ tid, before, after: Date.now(), spaced: i % 10 === 0 });
     }
-    for (const w of windows) {
-      expect(Buffer.compare(w.tid, last), `${hex(w.tid)} after ${hex(last)}`).toBeGreaterThan(0);
-      const ms = tidToUnixSeconds(w.tid) * 1000;
-      const justAfter = hex(w.tid) === hex(after(last, 1));
-      const inWindow = ms >= w.before - 5 && ms <= w.after + 5;
-      // after a pause the clock is past the last tid, so the tid must be the time itself
-      expect(w.spaced ? inWindow : justAfter || inWindow, `tid ${hex(w.tid)} is ${ms - w.before} ms after the request was sent (answered after ${w.after - w.before} ms)`).toBe(true);
-      last = w.tid;
-    }
+    check('FS-TID-3', () => {
+      for (const w of windows) {
+        expect(Buffer.compare(w.tid, last), `${hex(w.tid)} after ${hex(last)}`).toBeGreaterThan(0);
+        const ms = tidToUnixSeconds(w.tid) * 1000;
+        const justAfter = hex(w.tid) === hex(after(last, 1));
+        const inWindow = ms >= w.before - 5 && ms <= w.after + 5;
+        // after a pause the clock is past the last tid, so the tid must be the time itself
+        expect(w.spaced ? inWindow : justAfter || inWindow, `tid ${hex(w.tid)} is ${ms - w.before} ms after the request was sent (answered after ${w.after - w.before} ms)`).toBe(true);
+        last = w.tid;
+      }
+    });
     const u = await p.node.request('undo', { tid: hex(windows[29]!.tid) });
-    expect(u.ok).toBe(true);
+    check('CONF-CTL-7', () => expect(u.ok, JSON.stringify(u)).toBe(true));
     await p.node.stop();
-    expect(readFileSync(p.fs).subarray(0, 4).toString('latin1')).toBe('FS30');
-    expect(checkFile(p.fs).violation).toBeNull();
+    check('FS-MAGIC-3', () => expect(readFileSync(p.fs).subarray(0, 4).toString('latin1'), 'the magic of the new file').toBe('FS30'));
+    checkValid(p.fs);
     const content = fileContent(p.fs);
-    expect(content).toHaveLength(31);
-    expect(content.every((t) => t.status === ' ')).toBe(true);
-    expect(prevPointers(p.fs)).toEqual([]);
+    check('CONF-CTL-6', () => expect(content, 'transactions after 30 commits and an undo').toHaveLength(31));
+    check('FS-STATUS-3', () => expect(content.map((t) => t.status).filter((x) => x === 'u' || x === 'c'), 'statuses u or c').toEqual([]));
+    check('FS-STATUS-4', () => expect(content.map((t) => t.status).filter((x) => x !== ' '), 'statuses other than blank').toEqual([]));
+    check('FS-DATA-6', () => expect(prevPointers(p.fs), 'records whose prev is not the latest earlier record of their oid').toEqual([]));
   });
 
-  it('[WIRE-PICKLE-1] [WIRE-PICKLE-2] [WIRE-PICKLE-3] [WIRE-PICKLE-14] a committed extension of every value type and size goes out byte for byte as Python 3 pickles it at protocol 1, batches included', async (ctx) => {
+  it('[WIRE-PICKLE-1] [WIRE-PICKLE-2] [WIRE-PICKLE-3] [WIRE-PICKLE-14] committed extensions of every value type and size go out byte for byte as Python 3 pickles them at protocol 1, batches included', async (ctx) => {
     requires(ctx, primary, 'primary', 'control');
     const keys = (n: number, prefix: string) => Object.fromEntries(Array.from({ length: n }, (_, i) => [`${prefix}${String(i).padStart(4, '0')}`, i % 3 === 0 ? i : `v${i}`]));
-    const extension = {
-      ints: [0, 1, 255, 256, 65535, 65536, -1, -256, 2147483647, -2147483648, 2147483648, -2147483649, 9007199254740991, -9007199254740991],
-      floats: [0.5, -2.25, 1e300, 3.141592653589793],
-      flags: [true, false, null],
-      text: ['', 'a', 'é', '€𝄞', 'x'.repeat(300)],
-      bytes: [{ $bytes: '' }, { $bytes: '00ff' }, { $bytes: 'e9' }, { $bytes: 'c3a9' }],
-      lists: [[], [1], [1, 2], Array.from({ length: 1001 }, (_, i) => i), Array.from({ length: 2000 }, () => 7)],
-      dicts: [{}, { one: 1 }, keys(2, 'b'), keys(1000, 'k'), keys(1001, 'm')],
-      nested: { a: { b: { c: [{ d: null }] } } },
-    };
-    const user = 'zoë / ops';
-    const description = 'a description, with “quotes”';
+    // plain values (WIRE-PICKLE-2) in one transaction, containers and their batches (WIRE-PICKLE-3) in another
+    const sent = [
+      {
+        rule: 'WIRE-PICKLE-2',
+        user: 'zoë / ops',
+        description: 'a description, with “quotes”',
+        extension: {
+          ints: 0,
+          i1: 1, i255: 255, i256: 256, i65535: 65535, i65536: 65536, m1: -1, m256: -256, i31: 2147483647, m31: -2147483648, i32: 2147483648, m32: -2147483649, i53: 9007199254740991, m53: -9007199254740991,
+          half: 0.5, f2: -2.25, big: 1e300, pi: 3.141592653589793,
+          yes: true, no: false, none: null,
+          empty: '', a: 'a', e: 'é', astral: '€𝄞', long: 'x'.repeat(300),
+          b0: { $bytes: '' }, b2: { $bytes: '00ff' }, b1: { $bytes: 'e9' }, butf8: { $bytes: 'c3a9' },
+        },
+      },
+      {
+        rule: 'WIRE-PICKLE-3',
+        user: '',
+        description: '',
+        extension: {
+          lists: [[], [1], [1, 2], Array.from({ length: 1001 }, (_, i) => i), Array.from({ length: 2000 }, () => 7)],
+          dicts: [{}, { one: 1 }, keys(2, 'b'), keys(1000, 'k'), keys(1001, 'm')],
+          nested: { a: { b: { c: [{ d: null }] } } },
+        },
+      },
+    ];
     const p = await startPrimary();
     const s = await FakeSecondary.connect(p.address);
     s.handshake('zrs2.0', Z64);
     await sleep(100);
     const data = '80035801000000782e';
-    const tid = tidOf(await commit(p.node, { records: [{ oid: oidHex(5), data }], user, description, extension }));
-    expect(await s.waitForTransactions(1)).toBe(true);
+    const tids: Buffer[] = [];
+    for (const [i, x] of sent.entries()) tids.push(tidOf(await commit(p.node, { records: [{ oid: oidHex(5 + i), data }], user: x.user, description: x.description, extension: x.extension })));
+    const arrived = await s.waitForTransactions(sent.length);
     await s.settle();
+    s.verify(); // what does not decode, or a wrong digest, blames the rule it breaks
+    check('WIRE-TXN-3', () => expect(arrived, 'the committed transactions were not sent').toBe(true));
     const got: Buffer[] = [];
     for (let at = 0, b = s.received; at + 4 <= b.length; at += 4 + b.readUInt32BE(at)) got.push(b.subarray(at + 4, at + 4 + b.readUInt32BE(at)));
     const sum = new RunningChecksum(Z64);
-    const want = [
-      encodeMessage({ type: 'T', tid, status: ' ', user: Buffer.from(user), description: Buffer.from(description), extension: extensionValue(extension) as PyDict }),
-      encodeMessage({ type: 'S', oid: tidOf(oidHex(5)), tid, version: '', dataTxn: null }),
-      Buffer.from(data, 'hex'),
-    ];
-    want.forEach((w) => sum.update(w));
-    want.push(encodeMessage({ type: 'C', checksum: sum.digest() }));
-    expect(got).toHaveLength(4);
-    got.forEach((g, i) => expect(g.toString('hex'), `frame ${i}`).toBe(want[i]!.toString('hex')));
+    for (const [i, x] of sent.entries()) {
+      const want = [
+        encodeMessage({ type: 'T', tid: tids[i]!, status: ' ', user: Buffer.from(x.user), description: Buffer.from(x.description), extension: extensionValue(x.extension) as PyDict }),
+        encodeMessage({ type: 'S', oid: tidOf(oidHex(5 + i)), tid: tids[i]!, version: '', dataTxn: null }),
+        Buffer.from(data, 'hex'),
+      ];
+      want.forEach((w) => sum.update(w));
+      want.push(encodeMessage({ type: 'C', checksum: sum.digest() }));
+      sum.update(want[3]!);
+      const mine = got.slice(4 * i, 4 * i + 4);
+      const t = mine[0] ?? Buffer.alloc(0);
+      // one standalone protocol-1 pickle: no PROTO or FRAME, nothing after its STOP
+      check('WIRE-PICKLE-1', () => {
+        expect(t[0], 'the T pickle starts with PROTO').not.toBe(0x80);
+        expect(() => loadPickle(t), 'the T pickle does not decode alone').not.toThrow();
+      });
+      check('WIRE-PICKLE-14', () => {
+        const m = decodeMessage(t);
+        expect(m.type === 'T' ? pickleToJson(m.extension) : m, 'the extension dict, decoded').toEqual(pickleToJson(extensionValue(x.extension)));
+      });
+      check('WIRE-TXN-1', () => expect(mine, `the frames of transaction ${hex(tids[i]!)}`).toHaveLength(4));
+      // the T holds what the transaction tests; S and C hold plain values; the data frame is the record's data
+      const rules = [x.rule, 'WIRE-PICKLE-2', 'WIRE-DATA-2', 'WIRE-PICKLE-2'];
+      mine.forEach((g, j) => check(rules[j]!, () => expect(g.toString('hex'), `frame ${j} of transaction ${hex(tids[i]!)}`).toBe(want[j]!.toString('hex'))));
+    }
     s.close();
   });
 });
 
-describe(`nodes that cannot start: ${primary.name}`, () => {
+describe(`nodes that cannot start: ${both}`, () => {
   const files: [string, Buffer][] = [
     ['a 1-byte file', Buffer.from('F')],
     ['a 3-byte file', Buffer.from('FS3')],
     ['a file whose magic is neither FS30 nor FS21', Buffer.concat([Buffer.from('FS40'), readFileSync(fixture('small', 'Data.fs')).subarray(4)])],
   ];
-  /** `role`, started on a file holding `bytes`, exits non-zero with a message on standard error and leaves the file as it was. */
-  async function expectRefused(ctx: TestContext, role: 'primary' | 'secondary', bytes: Buffer) {
+  /**
+   * `role`, started on a file holding `bytes`, refuses it (`rule`: it does not run on, and
+   * leaves the file as it was) and exits non-zero with a message on standard error (CONF-PROC-3).
+   */
+  async function expectRefused(ctx: TestContext, role: Subject, bytes: Buffer, rule: string) {
     requires(ctx, role === 'primary' ? primary : secondary, role);
     const fs = path.join(workdir(), 'Data.fs');
     writeFileSync(fs, bytes);
     const { port } = await loopback();
     const r = await startFailing(role, fs, `127.0.0.1:${port}`);
-    expect(r.signal, 'killed: it did not exit within 15 s').toBeNull();
-    expect(r.code).not.toBe(0);
-    expect(r.stderr.trim()).not.toBe('');
-    expect(readFileSync(fs).equals(bytes)).toBe(true);
+    check(rule, () => {
+      expect(r.running, `still running ${r.ready ? '2 s after its ready event' : 'after 15 s'}: it took the file`).toBe(false);
+      expect(readFileSync(fs).equals(bytes), 'the file was changed').toBe(true);
+    });
+    check('CONF-PROC-3', () => {
+      expect(r.code, 'exit status').not.toBe(0);
+      expect(r.signal, 'killed by a signal').toBeNull();
+      expect(r.stderr.trim(), 'standard error').not.toBe('');
+    });
   }
   // each role meets both kinds of file FS-MAGIC-5 names: too short, and another magic
   const fileCases = [['primary', ...files[0]!], ['primary', ...files[2]!], ['secondary', ...files[1]!], ['secondary', ...files[2]!]] as const;
   it.for(fileCases)(
     '[CONF-PROC-3] [FS-MAGIC-5] a %s given %s refuses it: non-zero exit, a message on standard error, the file untouched',
     async ([role, , bytes], ctx) => {
-      await expectRefused(ctx, role, bytes);
+      await expectRefused(ctx, role, bytes, 'FS-MAGIC-5');
     },
   );
 
@@ -457,11 +611,15 @@ describe(`nodes that cannot start: ${primary.name}`, () => {
     requires(ctx, secondary, 'secondary', 'chaining');
     const address = await loopback(); // nothing listens there: only the rule can stop it
     const r = await startSecondary({ from: address, listen: address }).catch((e: Error) => e);
-    expect(r, 'it started, listening on the address it replicates from').toBeInstanceOf(Error);
-    expect((r as Error).message).toMatch(/exited \((?!0\))/);
+    check('WIRE-CHAIN-4', () => expect(r instanceof Error, 'it started, listening on the address it replicates from').toBe(true));
+    check('CONF-PROC-3', () => {
+      expect(r, 'it neither started nor exited').toBeInstanceOf(NodeStartError);
+      expect((r as NodeStartError).exit?.code ?? null, 'exit status').not.toBe(0);
+      expect((r as NodeStartError).exit?.signal ?? null, 'killed by a signal').toBeNull();
+    });
   });
 
-  it('[CONF-PROC-3] a primary whose address is in use exits with a non-zero status and names the address', async (ctx) => {
+  it('[DEV-LISTEN-1] [CONF-PROC-3] a primary whose address is in use exits with a non-zero status and names the address', async (ctx) => {
     requires(ctx, primary, 'primary');
     const holder = net.createServer();
     await new Promise<void>((r) => holder.listen(0, '127.0.0.1', r));
@@ -469,10 +627,14 @@ describe(`nodes that cannot start: ${primary.name}`, () => {
     const port = (holder.address() as net.AddressInfo).port;
     const fs = path.join(workdir(), 'Data.fs');
     writeFileSync(fs, readFileSync(fixture('small', 'Data.fs')));
+    // bounded: killed 15 s after its start, or 2 s after a ready event (which it has no address for)
     const r = await startFailing('primary', fs, `127.0.0.1:${port}`);
-    expect(r.signal, 'killed: it did not exit within 15 s').toBeNull();
-    expect(r.code).not.toBe(0);
-    expect(r.stderr).toContain(String(port));
+    check('DEV-LISTEN-1', () => expect(r.running, `still running ${r.ready ? `2 s after its ready event ${JSON.stringify(r.ready)}` : 'after 15 s'}, without the address it was to listen on`).toBe(false));
+    check('CONF-PROC-3', () => {
+      expect(r.code, 'exit status').not.toBe(0);
+      expect(r.signal, 'killed by a signal').toBeNull();
+      expect(r.stderr, 'standard error names the port').toContain(String(port));
+    });
   });
 
   /** Damage in the middle of small/Data.fs (its 6th transaction), which no writer may repair. */
@@ -497,7 +659,7 @@ describe(`nodes that cannot start: ${primary.name}`, () => {
   it.for(damageCases)(
     '[FS-RECOVER-6] [CONF-PROC-3] a %s opening a file with %s in its middle refuses it and leaves it as it was',
     async ([role, , bytes], ctx) => {
-      await expectRefused(ctx, role, bytes);
+      await expectRefused(ctx, role, bytes, 'FS-RECOVER-6');
     },
   );
 });

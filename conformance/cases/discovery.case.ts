@@ -5,9 +5,12 @@ import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vit
 import { findZooKeeper, HOW_TO_ENABLE, ZooKeeperServer } from '../../reference/discovery/server.ts';
 import { ZooKeeper } from '../../reference/discovery/zookeeper.ts';
 import { formatAddress } from '../../reference/net/address.ts';
-import { loopback, primaryIut, requires, secondaryIut, startFromConfig, startPrimary, startSecondary, workdir } from '../context.ts';
+import { check, HarnessError } from '../checks.ts';
+import { loopback, primaryIut, reaches, requires, secondaryIut, startFromConfig, startPrimary, startSecondary, workdir } from '../context.ts';
 import { until } from '../wait.ts';
-import { accepts } from '../iut/node.ts';
+import { accepts, NodeStartError } from '../iut/node.ts';
+import { FakeSecondary } from '../peers/fake-secondary.ts';
+import { Z64 } from '../../reference/timestamp.ts';
 import { FakePrimary } from '../peers/fake-primary.ts';
 import { sleep } from '../peers/fake-secondary.ts';
 
@@ -50,21 +53,31 @@ describe(`discovery, registering: ${primary.name}`, () => {
       servedWhenSeen = await accepts(listen.port);
       return true;
     }, { timeoutMs: 30_000, everyMs: 10 });
+    watching.catch(() => undefined); // judged below
     const p = await startPrimary({ listen, register: { zookeeper, providers } });
-    await watching;
-    expect(servedWhenSeen, 'the node was registered before its port accepted connections').toBe(true);
-    expect(await zk.children(providers)).toEqual([name]);
+    await check('DISC-REG-2', async () => {
+      await watching;
+      expect(await zk.children(providers), 'the children of the provider path').toEqual([name]);
+    });
+    check('DISC-REG-1', () => expect(servedWhenSeen, 'the node was registered before its port accepted connections').toBe(true));
     const node = (await zk.get(`${providers}/${name}`))!;
-    const owner = Buffer.from(node.stat.ephemeralOwner);
-    expect(owner.equals(Buffer.alloc(8)), 'the registration node is not ephemeral').toBe(false);
-    expect(owner.toString('hex')).not.toBe(zk.sessionId);
-    const data = JSON.parse(node.data.toString('utf8')) as Record<string, unknown>;
-    expect(data.pid).toBe(p.node.proc.pid);
+    check('DISC-REG-2', () => {
+      const owner = Buffer.from(node.stat.ephemeralOwner);
+      expect(owner.equals(Buffer.alloc(8)), 'the registration node is not ephemeral').toBe(false);
+      expect(owner.toString('hex'), 'the registration node belongs to the harness\'s session').not.toBe(zk.sessionId);
+    });
+    check('DISC-REG-3', () => {
+      const data = JSON.parse(node.data.toString('utf8')) as Record<string, unknown>;
+      expect(data.pid, `the pid in the registration data ${node.data.toString('utf8')}`).toBe(p.node.proc.pid);
+    });
     // the node is removed at shutdown, not left to the session timeout (10 s here)
     const stopped = Date.now();
-    expect((await p.node.stop()).code).toBe(0);
-    await until('the registration node to go', async () => (await zk.children(providers))?.length === 0, { timeoutMs: 5_000, everyMs: 10 });
-    expect(Date.now() - stopped).toBeLessThan(5_000);
+    const exit = await p.node.stop();
+    await check('DISC-REG-9', async () => {
+      await until('the registration node to go', async () => (await zk.children(providers))?.length === 0, { timeoutMs: 5_000, everyMs: 10 });
+      expect(Date.now() - stopped, 'ms from SIGTERM until the registration went').toBeLessThan(5_000);
+    });
+    check('CONF-PROC-2', () => expect(exit.code, 'exit status after SIGTERM').toBe(0));
   });
 
   it('[DISC-REG-8] a primary asked to register a Unix socket address refuses to start', async (ctx) => {
@@ -84,57 +97,107 @@ describe(`discovery, registering: ${primary.name}`, () => {
 });
 
 describe(`discovery, discovering: ${secondary.name}`, () => {
-  it('[DISC-FIND-1] [DISC-FIND-2] [DISC-FIND-6] [DISC-FIND-9] a discovering secondary connects nowhere while no primary is registered, connects to one once it registers (whatever its data), and follows the list when it changes', async (ctx) => {
+  it('[DISC-FIND-1] [DISC-FIND-2] [DISC-FIND-6] [DISC-FIND-9] a discovering secondary connects nowhere while no primary is registered, connects to one once it registers, follows the list when it changes, whatever the registration data', async (ctx) => {
     requires(ctx, secondary, 'secondary', 'discovery');
     const { zookeeper, providers, zk } = await place(ctx);
-    const a = await FakePrimary.listen(() => undefined);
-    const b = await FakePrimary.listen(() => undefined);
+    const [a, b, c] = (await Promise.all([0, 1, 2].map(() => FakePrimary.listen(() => undefined)))) as [FakePrimary, FakePrimary, FakePrimary];
+    const nodeOf = (f: FakePrimary) => `${providers}/${formatAddress(f.address)}`;
     try {
       const s = await startSecondary({ discover: { zookeeper, providers }, reconnectDelay: 0.1 });
       await sleep(1000);
-      expect(a.connections.length + b.connections.length, 'connected with no provider registered').toBe(0);
-      const nodeOf = (f: FakePrimary) => `${providers}/${formatAddress(f.address)}`;
-      await zk.createEphemeral(nodeOf(a), Buffer.from('not JSON \xff', 'latin1'));
-      const first = await a.connection(0, 10_000);
-      expect((await first.handshake).protocol).toMatch(/^zrs2\.[01]$/);
+      check('DISC-FIND-6', () => expect(a.connections.length + b.connections.length + c.connections.length, 'connections with no provider registered').toBe(0));
+      await zk.createEphemeral(nodeOf(a), Buffer.from('{"pid":1}'));
+      const connected = await a
+        .connection(0, 10_000)
+        .then((c) => c.handshakeWithin())
+        .then(() => null, (e: Error) => e);
+      if (connected) {
+        // no connection: a second secondary, started now, tells a provider it cannot use from a change it did not see
+        await startSecondary({ discover: { zookeeper, providers }, reconnectDelay: 0.1 });
+        const atStart = await a.connection(0, 10_000).then(() => true, () => false);
+        check(atStart ? 'DISC-FIND-1' : ['DISC-FIND-6', 'DISC-FIND-2'], () => {
+          throw new Error(atStart ? `it did not see the provider registered after it started (one started after it connects): ${connected.message}` : `it does not connect to a provider registered as HOST:PORT: ${connected.message}`);
+        });
+      }
+      check(['DISC-FIND-6', 'DISC-FIND-2'], () => undefined);
       // a takes its leave, b registers: the next connection goes to b
-      await zk.createEphemeral(nodeOf(b), Buffer.alloc(0));
+      await zk.createEphemeral(nodeOf(b), Buffer.from('{"pid":2}'));
       await zk.remove(nodeOf(a));
       await sleep(200);
       a.close();
-      await b.connection(0, 15_000);
-      expect(s.node.proc.exitCode, 'the secondary exited').toBeNull();
-    } finally {
-      a.close();
+      await check('DISC-FIND-1', async () => {
+        await b.connection(0, 15_000);
+        expect(s.node.proc.exitCode, 'the secondary exited').toBeNull();
+      });
+      // c registers with data that is not JSON, b goes: the next connection goes to c all the same
+      await zk.createEphemeral(nodeOf(c), Buffer.from('not JSON \xff', 'latin1'));
+      await zk.remove(nodeOf(b));
+      await sleep(200);
       b.close();
+      await check('DISC-FIND-9', async () => {
+        await c.connection(0, 15_000);
+        expect(s.node.proc.exitCode, 'the secondary exited').toBeNull();
+      });
+    } finally {
+      for (const f of [a, b, c]) f.close();
     }
   });
 
-  it('[DISC-ZK-2] [DISC-FIND-1] ZooKeeper restarted under running nodes: the registration is still there and the watch still follows changes', async (ctx) => {
+  it('[DISC-ZK-2] ZooKeeper restarted under running nodes: replication goes on, the registration is still there and the watch still follows changes', async (ctx) => {
     requires(ctx, primary, 'primary', 'discovery', 'control');
-    requires(ctx, secondary, 'secondary', 'discovery', 'control');
+    requires(ctx, secondary, 'secondary', 'discovery');
     const { zookeeper, providers, zk } = await place(ctx);
     const listen = await loopback();
+    const name = `127.0.0.1:${listen.port}`;
     const p = await startPrimary({ listen, register: { zookeeper, providers } });
     const other = await FakePrimary.listen(() => undefined);
-    const commit = async (n: number) => {
-      const tid = (await p.node.request('commit', { records: [{ oid: '0000000000000001', data: Buffer.alloc(100, n).toString('hex') }] })).tid as string;
-      await until(`the secondary to hold ${tid}`, async () => (await s.node.lastTid()) === tid);
-    };
     const s = await startSecondary({ discover: { zookeeper, providers }, reconnectDelay: 0.1 });
+    const commit = (n: number) =>
+      check(
+        'CONF-CTL-6',
+        async () => {
+          const r = await p.node.request('commit', { records: [{ oid: '0000000000000001', data: Buffer.alloc(100, n).toString('hex') }] });
+          expect(r.ok, JSON.stringify(r)).toBe(true);
+          return r.tid as string;
+        },
+        'primary',
+      );
+    /** Does the primary serve `tid`? (A scripted secondary of the harness's asks it from z64.) */
+    const serves = async (tid: string) => {
+      const f = await FakeSecondary.connect(listen).catch(() => null);
+      if (!f) return false;
+      f.handshake('zrs2.0', Z64);
+      await f.waitForTransactions(99, 3000);
+      f.close();
+      return f.transactions.some((t) => Buffer.from(t.begin.tid).toString('hex') === tid);
+    };
     try {
-      await commit(1);
+      const t1 = await commit(1);
+      await reaches(s, t1).catch(async (e: Error) => {
+        const registered = (await zk.children(providers))?.includes(name);
+        check(registered ? 'DISC-FIND-6' : 'DISC-REG-2', () => {
+          throw new Error(`${registered ? 'the primary is registered and' : 'the primary did not register, and'} the secondary does not replicate from it: ${e.message}`);
+        }, registered ? 'secondary' : 'primary');
+      });
       await server!.restart();
-      await commit(2); // replication does not need ZooKeeper
-      await zk.waitConnected(20_000);
-      await until('the registration after the restart', async () => (await zk.children(providers))?.includes(`127.0.0.1:${listen.port}`), { timeoutMs: 20_000 });
+      const t2 = await commit(2); // replication does not need ZooKeeper
+      await reaches(s, t2).catch(async (e: Error) => {
+        const served = await serves(t2);
+        check('DISC-ZK-2', () => {
+          throw new Error(`with ZooKeeper restarted, ${served ? 'the primary goes on serving but the secondary stopped replicating' : 'the primary stopped serving'}: ${e.message}`);
+        }, served ? 'secondary' : 'primary');
+      });
+      await zk.waitConnected(20_000).catch((e: Error) => {
+        throw new HarnessError(`the harness's own ZooKeeper session did not come back: ${e.message}`);
+      });
+      await check('DISC-ZK-2', () => until('the registration after the restart', async () => (await zk.children(providers))?.includes(name), { timeoutMs: 20_000 }), 'primary');
       // another provider registers and the first one's node goes: the secondary follows the change
       await zk.createEphemeral(`${providers}/${formatAddress(other.address)}`, Buffer.alloc(0));
-      await zk.remove(`${providers}/127.0.0.1:${listen.port}`);
+      await zk.remove(`${providers}/${name}`);
       await sleep(200);
       // the primary goes: the secondary's next connection is to the latest list's choice
       await p.node.stop();
-      await other.connection(0, 20_000);
+      await check('DISC-ZK-2', () => other.connection(0, 20_000), 'secondary');
     } finally {
       other.close();
     }
@@ -174,16 +237,22 @@ describe(`discovery, session expiry: ${primary.name} / ${secondary.name}`, () =>
     const listen = await loopback();
     const name = `127.0.0.1:${listen.port}`;
     const p = await startPrimary({ listen, register: { zookeeper: brief!.connectionString, providers } });
-    const before = Buffer.from((await look!.get(`${providers}/${name}`))!.stat.ephemeralOwner).toString('hex');
+    const owner = async () => {
+      const n = await look!.get(`${providers}/${name}`);
+      return n && Buffer.from(n.stat.ephemeralOwner).toString('hex');
+    };
+    const before = await check('DISC-REG-2', () => until('the registration node', owner, { timeoutMs: 20_000 }));
     await pausePastExpiry(p.node.proc);
     // the node of the old session vanishes with it; one of a new session takes its place
-    await until('the registration in a new session', async () => {
-      const n = await look!.get(`${providers}/${name}`);
-      return n !== null && Buffer.from(n.stat.ephemeralOwner).toString('hex') !== before;
-    }, { timeoutMs: 20_000 });
+    await check('DISC-ZK-3', () =>
+      until('the registration in a new session', async () => {
+        const now = await owner();
+        return now !== null && now !== before;
+      }, { timeoutMs: 20_000 }),
+    );
   });
 
-  it('[DISC-ZK-3] [DISC-FIND-1] a secondary whose session expired watches its provider path again', async (ctx) => {
+  it('[DISC-ZK-3] a secondary whose session expired reads and watches its provider path again', async (ctx) => {
     requires(ctx, secondary, 'secondary', 'discovery');
     if (!brief || !look) ctx.skip(`ZooKeeper is not installed; to run these cases, ${HOW_TO_ENABLE}`);
     const providers = `/expiry${++paths}/providers`;
@@ -220,22 +289,36 @@ describe(`discovery, configuration files: ${primary.name} / ${secondary.name}`, 
   );
 
   const refused = [
-    ['primary', 'a relative provider path', ['replicate-to db/replication/providers']],
-    ['primary', 'a provider path with an empty component', ['replicate-to /db//providers']],
-    ['secondary', 'a provider path with a .. component', ['replicate-from /db/../providers']],
-    ['secondary', 'equal replicate-to and replicate-from paths', ['replicate-from /db/providers', 'replicate-to /db/providers']],
+    ['DISC-CONF-3', 'primary', 'a relative provider path', ['replicate-to db/replication/providers']],
+    ['DISC-CONF-3', 'primary', 'a provider path with an empty component', ['replicate-to /db//providers']],
+    ['DISC-CONF-3', 'secondary', 'a provider path with a .. component', ['replicate-from /db/../providers']],
+    ['DISC-CONF-4', 'secondary', 'equal replicate-to and replicate-from paths', ['replicate-from /db/providers', 'replicate-to /db/providers']],
   ] as const;
-  it.for(refused)('[DISC-CONF-3] [DISC-CONF-4] [CONF-PROC-3] a %s configured with ZooKeeper and %s refuses to start', async ([role, , settings], ctx) => {
+  it.for(refused)('[%s] [CONF-PROC-3] a %s configured with ZooKeeper and %s refuses to start', async ([rule, role, , settings], ctx) => {
     requires(ctx, role === 'primary' ? primary : secondary, role, 'discovery', 'zconfig');
     const { zookeeper } = await place(ctx);
-    await expect(startFromConfig(role, [`zookeeper ${zookeeper}`, ...settings])).rejects.toThrow(/exited \((?!0\))/);
+    await expectRefused(rule, role, [`zookeeper ${zookeeper}`, ...settings]);
   });
 
   it.for(['primary', 'secondary'] as const)('[DISC-CONF-5] a %s that does not offer discovery refuses a configuration with the zookeeper key', async (role, ctx) => {
     const iut = role === 'primary' ? primary : secondary;
     requires(ctx, iut, role, 'zconfig');
-    if (iut.features.has('discovery')) ctx.skip(`unsupported: ${iut.name} offers discovery`);
+    if (iut.features.has('discovery')) ctx.skip(`not applicable: ${iut.name} offers discovery`);
     const setting = role === 'primary' ? 'replicate-to /db/providers' : 'replicate-from /db/providers';
-    await expect(startFromConfig(role, ['zookeeper 127.0.0.1:2181', setting])).rejects.toThrow(/exited \((?!0\))/);
+    await expectRefused('DISC-CONF-5', role, ['zookeeper 127.0.0.1:2181', setting]);
   });
 });
+
+/**
+ * A node started from a configuration whose `<zrs>` section holds `settings` refuses to start:
+ * it is never ready (`rule`), and it exits with a non-zero status (CONF-PROC-3).
+ */
+async function expectRefused(rule: string, role: 'primary' | 'secondary', settings: string[]): Promise<void> {
+  const r = await startFromConfig(role, settings).catch((e: unknown) => e);
+  check(rule, () => expect(r instanceof Error, `it started with ${settings.join('; ')}`).toBe(true));
+  check('CONF-PROC-3', () => {
+    expect(r, `it neither started nor exited: ${String(r)}`).toBeInstanceOf(NodeStartError);
+    expect((r as NodeStartError).exit?.code ?? null, 'exit status').not.toBe(0);
+    expect((r as NodeStartError).exit?.signal ?? null, 'killed by a signal').toBeNull();
+  });
+}

@@ -10,7 +10,9 @@ import { FileStorageReader } from '../../reference/filestorage/reader.ts';
 import { FrameDecoder } from '../../reference/framing.ts';
 import type { Address } from '../../reference/net/address.ts';
 import { type Frame, transactionFrames } from '../../reference/primary/frames.ts';
-import { StreamEncoder } from '../../reference/stream.ts';
+import type { TransactionMessage } from '../../reference/messages.ts';
+import { PyDict } from '../../reference/pickle/values.ts';
+import { type OutgoingRecord, StreamEncoder } from '../../reference/stream.ts';
 import { compareTids } from '../../reference/timestamp.ts';
 import { sleep } from './fake-secondary.ts';
 import { until } from '../wait.ts';
@@ -20,6 +22,9 @@ export class FakeConnection {
   /** Frames the secondary sent, with their arrival time (ms, performance.now()). */
   readonly frames: { at: number; payload: Buffer }[] = [];
   closed = false;
+  /** When the connection was accepted, and when it closed (ms, performance.now()). */
+  readonly openedAt = performance.now();
+  closedAt: number | null = null;
   readonly handshake: Promise<{ protocol: string; startTid: Buffer; at: number }>;
 
   constructor(readonly socket: net.Socket) {
@@ -38,7 +43,16 @@ export class FakeConnection {
       }
     });
     socket.on('error', () => undefined);
-    socket.on('close', () => (this.closed = true));
+    socket.on('close', () => {
+      this.closed = true;
+      this.closedAt = performance.now();
+    });
+  }
+
+  /** The handshake, once both of its frames have arrived; fails after `ms` without them. */
+  async handshakeWithin(ms = 20_000): Promise<{ protocol: string; startTid: Buffer; at: number }> {
+    await until('the handshake of the secondary (two frames)', () => this.frames.length >= 2, { timeoutMs: ms, everyMs: 10, seen: () => `${this.frames.length} frame(s)` });
+    return this.handshake;
   }
 
   /** Empty frames received after the handshake: their arrival times. */
@@ -78,6 +92,43 @@ export function storeFrames(store: string, startTid: Buffer, blobs: BlobDirector
   } finally {
     reader.close();
   }
+}
+
+/**
+ * The `n`-th (from 1) of a series of small generated transactions after `base`: tid `base` +
+ * `n` × 1000 (as a u64), one record of oid 0x200 + n mod 5 whose data are two pickles.
+ */
+export function generatedTransaction(base: Uint8Array, n: number): { t: TransactionMessage; records: OutgoingRecord[] } {
+  const tid = Buffer.from(base);
+  tid.writeBigUInt64BE(tid.readBigUInt64BE(0) + BigInt(n) * 1000n);
+  const oid = Buffer.alloc(8);
+  oid.writeBigUInt64BE(BigInt(0x200 + (n % 5)));
+  const text = Buffer.from(`generated ${n}`);
+  const length = Buffer.alloc(4);
+  length.writeUInt32LE(text.length);
+  const data = Buffer.concat([Buffer.from('80034e2e8003', 'hex'), Buffer.from('X'), length, text, Buffer.from('.')]);
+  const t: TransactionMessage = { type: 'T', tid, status: ' ', user: Buffer.alloc(0), description: text, extension: new PyDict() };
+  return { t, records: [{ message: { type: 'S', oid, tid, version: '', dataTxn: null }, data }] };
+}
+
+/**
+ * Keeps a connection busy: sends one generated transaction (after its start tid) every
+ * `everyMs`, until the connection closes or `stop()` is called. `sent` counts them.
+ */
+export function streamContinuously(c: FakeConnection, startTid: Uint8Array, everyMs = 20): { readonly sent: number; stop(): void } {
+  const encoder = new StreamEncoder(startTid);
+  let n = 0;
+  const timer = setInterval(() => {
+    if (c.closed || c.socket.destroyed) return clearInterval(timer);
+    const g = generatedTransaction(startTid, ++n);
+    c.send(encoder.transaction(g.t, g.records));
+  }, everyMs);
+  return {
+    get sent() {
+      return n;
+    },
+    stop: () => clearInterval(timer),
+  };
 }
 
 export class FakePrimary {

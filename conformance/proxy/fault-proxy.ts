@@ -61,7 +61,7 @@ export class Pipe {
   ) {}
 
   push(chunk: Buffer): void {
-    this.proxy.record(this.direction, chunk);
+    this.proxy.record(this.direction, chunk, this.link);
     this.queue = this.queue.then(() => this.deliver(chunk));
   }
 
@@ -102,6 +102,8 @@ export class Link {
   private lastActivity = Date.now();
   private timer: NodeJS.Timeout;
   closed = false;
+  /** What this connection carried each way, in order (within the proxy's transcript bound). */
+  readonly transcript: Record<Direction, Buffer[]> = { up: [], down: [] };
   readonly up: Pipe;
   readonly down: Pipe;
 
@@ -158,6 +160,8 @@ export class Link {
 
 export class FaultProxy<A extends Address = Address> {
   readonly links = new Set<Link>();
+  /** Every connection accepted since the start, in order, open or closed. */
+  readonly history: Link[] = [];
   /** Connections accepted since the start. */
   accepted = 0;
   faults: ProxyFaults = { up: {}, down: {} };
@@ -182,6 +186,7 @@ export class FaultProxy<A extends Address = Address> {
       client.pause();
       const link = new Link(self, client, upstream);
       self.links.add(link);
+      self.history.push(link);
       upstream.once('connect', () => link.follow());
     });
     if (at) {
@@ -217,11 +222,13 @@ export class FaultProxy<A extends Address = Address> {
   readonly transcript: Record<Direction, Buffer[]> = { up: [], down: [] };
   private recorded = 0;
 
-  /** Records a chunk, up to 64 MiB in all. */
-  record(direction: Direction, chunk: Buffer): void {
+  /** Records a chunk (also in the transcript of the connection that carried it), up to 64 MiB in all. */
+  record(direction: Direction, chunk: Buffer, link?: Link): void {
     if (this.recorded > 64 << 20) return;
     this.recorded += chunk.length;
-    this.transcript[direction].push(Buffer.from(chunk));
+    const copy = Buffer.from(chunk);
+    this.transcript[direction].push(copy);
+    link?.transcript[direction].push(copy);
   }
 
   forget(l: Link): void {

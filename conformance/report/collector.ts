@@ -1,7 +1,7 @@
 /**
  * A vitest reporter that collects each case's outcome, the requirements it cites, its checks
  * and the roles it judges (conformance/checks.ts), for the conformance verdict. Cases skipped
- * with a note starting `unsupported:` count as unsupported.
+ * with a note starting `unsupported:` count as unsupported, `not applicable:` as not applicable.
  * @module
  */
 import path from 'node:path';
@@ -20,7 +20,15 @@ export class CaseCollector implements Reporter {
         const r = test.result();
         const note = r.state === 'skipped' ? (r.note ?? null) : null;
         const state =
-          r.state === 'passed' ? 'passed' : r.state === 'failed' ? 'failed' : note?.startsWith('unsupported:') ? 'unsupported' : 'skipped';
+          r.state === 'passed'
+            ? 'passed'
+            : r.state === 'failed'
+              ? 'failed'
+              : note?.startsWith('unsupported:')
+                ? 'unsupported'
+                : note?.startsWith('not applicable:')
+                  ? 'not-applicable'
+                  : 'skipped';
         const message = r.state === 'failed' ? r.errors.map((e) => (e.name && e.name !== 'Error' && e.name !== 'AssertionError' ? `${e.name}: ${e.message}` : e.message)).join('\n') : note;
         const meta = test.meta();
         this.cases.push({

@@ -36,6 +36,7 @@ export function implementationReport(run: Report): string {
     `| deviation (expected failure) | ${count('expected-failure')} |`,
     `| fail, not expected | ${count('fail') + count('unexpected-pass')} |`,
     `| not run: a feature not claimed, or a prerequisite missing | ${count('unsupported')} |`,
+    `| not applicable: cases for implementations without a feature this one has | ${count('not applicable')} |`,
     `| no case | ${count('not covered')} |`,
     '',
     '## Deviations',

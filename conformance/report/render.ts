@@ -14,6 +14,7 @@ const MARK: Record<RequirementState, string> = {
   'expected-failure': 'expected failure',
   'unexpected-pass': 'UNEXPECTED PASS',
   unsupported: 'unsupported',
+  'not applicable': 'not applicable',
   'not covered': 'not covered',
 };
 
@@ -22,7 +23,7 @@ function sections(v: RunVerdict): Map<string, Record<RequirementState, number>> 
   const out = new Map<string, Record<RequirementState, number>>();
   for (const r of v.requirements) {
     const key = `${r.document} § ${r.section}`;
-    const row = out.get(key) ?? { pass: 0, fail: 0, 'expected-failure': 0, 'unexpected-pass': 0, unsupported: 0, 'not covered': 0 };
+    const row = out.get(key) ?? { pass: 0, fail: 0, 'expected-failure': 0, 'unexpected-pass': 0, unsupported: 0, 'not applicable': 0, 'not covered': 0 };
     row[r.state]++;
     out.set(key, row);
   }
@@ -42,8 +43,8 @@ export function summary(v: RunVerdict, title: string): string {
   lines.push(
     '',
     `requirements: ${count('pass')} pass, ${count('fail')} fail, ${count('expected-failure')} expected failures, ` +
-      `${count('unexpected-pass')} unexpected passes, ${count('unsupported')} unsupported, ${count('not covered')} not covered`,
-    `cases: ${cases('passed')} passed, ${cases('failed')} failed, ${cases('unsupported')} unsupported, ${cases('skipped')} skipped`,
+      `${count('unexpected-pass')} unexpected passes, ${count('unsupported')} unsupported, ${count('not applicable')} not applicable, ${count('not covered')} not covered`,
+    `cases: ${cases('passed')} passed, ${cases('failed')} failed, ${cases('unsupported')} unsupported, ${cases('not-applicable')} not applicable, ${cases('skipped')} skipped`,
   );
   const expectedCount = (state: string) => v.expectedFailures.filter((e) => e.state === state).length;
   if (v.expectedFailures.length) {

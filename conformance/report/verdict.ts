@@ -18,7 +18,8 @@ export interface CaseResult {
   /** Full name, as vitest reports it. */
   name: string;
   file: string;
-  state: 'passed' | 'failed' | 'unsupported' | 'skipped';
+  /** `not-applicable`: the case is for implementations unlike this one (one that lacks a feature it has), so leaving it out leaves nothing untested. */
+  state: 'passed' | 'failed' | 'unsupported' | 'not-applicable' | 'skipped';
   /** Requirement IDs the case cites (bracketed at the start of its title). */
   requirements: string[];
   /** Failure message, or the reason it was unsupported or skipped. */
@@ -66,7 +67,7 @@ export interface Evidence {
   expected: boolean;
 }
 
-export type RequirementState = 'pass' | 'fail' | 'expected-failure' | 'unexpected-pass' | 'unsupported' | 'not covered';
+export type RequirementState = 'pass' | 'fail' | 'expected-failure' | 'unexpected-pass' | 'unsupported' | 'not applicable' | 'not covered';
 
 export interface RequirementVerdict {
   id: string;
@@ -264,7 +265,8 @@ export function judge(cases: CaseResult[], registry: Requirement[], setup: RunSe
     else if (unexpectedPasses.has(r.id)) state = 'unexpected-pass';
     else if (expected.length) state = 'expected-failure';
     else if (ev.length) state = 'pass';
-    else state = cs.some((c) => c.state === 'unsupported' || c.state === 'skipped') ? 'unsupported' : 'not covered';
+    else if (cs.some((c) => c.state === 'unsupported' || c.state === 'skipped')) state = 'unsupported';
+    else state = cs.length && cs.every((c) => c.state === 'not-applicable') ? 'not applicable' : 'not covered';
     if (unexpected.length) {
       const why = unexpected.map((e) => `${e.implementation} (${e.subject}) in ${e.case}: ${e.message ?? 'failed'}`).join('; ');
       (strong(r.level) ? problems : warnings).push(`${r.id} (${r.level}) fails: ${why}`);

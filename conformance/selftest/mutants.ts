@@ -14,6 +14,7 @@ import { FileStorageReader } from '../../reference/filestorage/reader.ts';
 import { FrameDecoder } from '../../reference/framing.ts';
 import { PrimaryConnection } from '../../reference/primary/connection.ts';
 import { PrimaryHandshake } from '../../reference/primary/handshake.ts';
+import { Primary } from '../../reference/primary/primary.ts';
 import { CommitSignal } from '../../reference/primary/signal.ts';
 import { Secondary } from '../../reference/secondary/secondary.ts';
 import { StreamDecoder, StreamEncoder } from '../../reference/stream.ts';
@@ -24,6 +25,8 @@ export interface Mutation {
   breaks: string;
   role: 'primary' | 'secondary';
   what: string;
+  /** The cases the quick self-test runs (a vitest name pattern); the cases citing `breaks` when absent. */
+  filter?: string;
   apply(): void;
 }
 
@@ -217,6 +220,96 @@ export const MUTATIONS: Record<string, Mutation> = {
         const b = Buffer.from(bytes);
         b.write('zrs2.1', at);
         return b;
+      });
+    },
+  },
+  'protocol-id-any-case': {
+    breaks: 'WIRE-HS-9',
+    role: 'primary',
+    what: 'matches the protocol id without regard to case',
+    apply() {
+      patch(PrimaryHandshake, 'frame', (original) => function (this: Any, payload: unknown) {
+        const p = payload as Buffer;
+        return original.call(this, this.state === 'id' ? Buffer.from(p.toString('latin1').toLowerCase(), 'latin1') : p);
+      });
+    },
+  },
+  'drain-wait-ignores-close': {
+    breaks: 'WIRE-CLOSE-4',
+    role: 'primary',
+    what: 'waits for the socket to drain without noticing that the secondary went away meanwhile',
+    apply() {
+      patch(PrimaryConnection, 'drained', () => async function (this: Any) {
+        this.socket.uncork();
+        await new Promise((r) => this.socket.once('drain', r));
+        this.socket.cork();
+      });
+    },
+  },
+  'shutdown-without-catch-up': {
+    breaks: 'WIRE-SHUT-1',
+    role: 'primary',
+    what: 'closes its connections at once when told to stop, without catching them up',
+    apply() {
+      patch(Primary, 'shutdown', (original) => function (this: Any, timeoutMs: unknown) {
+        for (const c of this.connections) c.destroy();
+        return original.call(this, timeoutMs);
+      });
+    },
+  },
+  'keep-alive-only-when-idle': {
+    breaks: 'WIRE-KA-2',
+    role: 'secondary',
+    what: 'starts its keep-alive period again whenever the primary sends something, so that a busy stream gets none',
+    apply() {
+      patch(Secondary, 'startKeepAlive', (original) => function (this: Any, socket: unknown) {
+        original.call(this, socket);
+        (socket as net.Socket).on('data', () => {
+          this.stopKeepAlive();
+          original.call(this, socket);
+        });
+      });
+    },
+  },
+  'reconnect-delay-in-ms': {
+    breaks: 'WIRE-RECON-1',
+    role: 'secondary',
+    what: 'reads its reconnect delay as milliseconds, not seconds',
+    apply() {
+      patch(Secondary, 'connect', (original) => function (this: Any) {
+        if (!this.mutantScaled) {
+          this.mutantScaled = true;
+          this.options.reconnectDelay = (this.options.reconnectDelay ?? 60) / 1000;
+        }
+        return original.call(this);
+      });
+    },
+  },
+  'chunks-to-first-blob': {
+    breaks: 'WIRE-BLOB-5',
+    role: 'secondary',
+    what: 'writes every chunk of a transaction to its first blob',
+    apply() {
+      patch(SecondaryApplier, 'apply', (original) => function (this: Any, e: unknown) {
+        const blobs = this.blobs as unknown[];
+        if ((e as { kind: string }).kind !== 'chunk' || blobs.length < 2) return original.call(this, e);
+        this.blobs = [...blobs, blobs[0]];
+        try {
+          return original.call(this, e);
+        } finally {
+          this.blobs = blobs;
+        }
+      });
+    },
+  },
+  'apply-status-c-and-u': {
+    breaks: 'DEV-STATUS-2',
+    role: 'secondary',
+    what: 'commits a T whose status is c or u (as zc.zrs does), as a plain transaction',
+    apply() {
+      patch(SecondaryApplier, 'begin', (original) => function (this: Any, m: unknown) {
+        const t = m as { status: string };
+        return original.call(this, t.status === 'c' || t.status === 'u' ? { ...t, status: ' ' } : t);
       });
     },
   },

@@ -126,6 +126,9 @@ describe('requirement verdicts', () => {
     expect(unsupported.complete).toBe(false);
     expect(unsupported.partial.reasons).toEqual(['x does not claim blobs']);
     expect(verdictLine(unsupported)).toMatch(/^verdict: conforms on what ran.*1 cases unsupported/);
+    const inapplicable = judge([result(['WIRE-A-1'], 'passed'), result(['WIRE-A-3'], 'not-applicable', { message: 'not applicable: x offers discovery' })], registry, alone());
+    expect(inapplicable.complete).toBe(true);
+    expect(stateOf(inapplicable, 'WIRE-A-3')).toBe('not applicable');
     const filtered = judge([result(['WIRE-A-1'], 'passed')], registry, alone(list({}), 'A-1'));
     expect(partialNote(filtered)).toBe('partial run: only cases matching "A-1"');
   });
