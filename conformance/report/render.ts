@@ -76,7 +76,7 @@ export function verdictLine(v: RunVerdict): string {
   const partial = partialNote(v);
   if (v.errors.length) return `verdict: NO VERDICT: ${v.errors.length} case(s) failed without blaming a requirement (a fault of the harness or of the case's set-up)`;
   if (!v.ok) return `verdict: DOES NOT CONFORM${partial ? ` (${partial})` : ''}`;
-  return partial ? `verdict: conforms on what ran, no MUST fails (${partial}; see the unsupported requirements)` : 'verdict: conforms (no MUST fails, every case ran)';
+  return partial ? `verdict: conforms on what ran, no MUST fails (${partial})` : 'verdict: conforms (no MUST fails, every case ran)';
 }
 
 /** The per-requirement matrix in Markdown. */
