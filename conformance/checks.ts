@@ -83,6 +83,11 @@ function meta() {
   return current().meta;
 }
 
+/** The requirements the running case cites. */
+export function citedByCase(): string[] {
+  return citedRequirements(current().name);
+}
+
 /** Records that the running case judges the implementation playing `role`. */
 export function declareSubject(role: Subject): void {
   const m = meta();

@@ -5,7 +5,10 @@
  * case failed without blaming a requirement (spec/conformance.md §4.2).
  * @module
  */
+import { spawn } from 'node:child_process';
+import { closeSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { startVitest } from 'vitest/node';
 import { buildRegistry } from '../spec/tools/requirements.ts';
@@ -16,7 +19,7 @@ import { CaseCollector } from './report/collector.ts';
 import { summary, writeReports } from './report/render.ts';
 import { judge, readExpectedFailures, type RunVerdict } from './report/verdict.ts';
 
-const USAGE = `usage: zrs-conformance [--iut FILE | --primary-iut FILE --secondary-iut FILE | --matrix FILE FILE...]
+const USAGE = `usage: zrs-conformance [--iut FILE | --primary-iut FILE --secondary-iut FILE | --matrix FILE FILE... [--jobs N]]
                        [--full] [--seed N [--replay PATH]] [--report-dir DIR] [--filter PATTERN]`;
 
 interface Run {
@@ -56,6 +59,29 @@ async function runOnce(run: Run, o: { full: boolean; seed: number; filter?: stri
   return verdict;
 }
 
+/**
+ * One cell of a matrix run in a process of its own (for `--jobs` above 1), its output kept in
+ * the cell's report directory; its verdict, or null when it wrote none.
+ */
+async function runApart(run: Run, o: { full: boolean; seed: number; filter?: string }): Promise<RunVerdict | null> {
+  mkdirSync(run.reportDir, { recursive: true });
+  const log = path.join(run.reportDir, 'output.log');
+  const args = ['--primary-iut', run.primary, '--secondary-iut', run.secondary, '--report-dir', run.reportDir, '--seed', String(o.seed)];
+  if (o.full) args.push('--full');
+  if (o.filter !== undefined) args.push('--filter', o.filter);
+  const out = openSync(log, 'w');
+  const child = spawn(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), ...args], { stdio: ['ignore', out, out] });
+  await new Promise((resolve) => child.once('exit', resolve));
+  closeSync(out);
+  const text = readFileSync(log, 'utf8');
+  console.log(text.slice(text.lastIndexOf('\nZRS conformance')).trim() || text.slice(-2000));
+  try {
+    return JSON.parse(readFileSync(path.join(run.reportDir, 'conformance.json'), 'utf8')) as RunVerdict;
+  } catch {
+    return null;
+  }
+}
+
 async function main(argv: string[]): Promise<number> {
   let v;
   let positionals: string[];
@@ -73,6 +99,7 @@ async function main(argv: string[]): Promise<number> {
         'report-dir': { type: 'string', default: 'reports/conformance' },
         filter: { type: 'string' },
         replay: { type: 'string' },
+        jobs: { type: 'string', default: '1' },
         help: { type: 'boolean', default: false },
       },
       allowPositionals: true,
@@ -93,17 +120,23 @@ async function main(argv: string[]): Promise<number> {
       // --matrix A B C: the descriptors after --matrix (parseArgs gives the first as its value)
       const files = [...v.matrix, ...positionals].map((f) => path.resolve(f));
       const names = files.map((f) => readDescriptor(f).name);
-      const grid: string[][] = [];
-      for (const [i, p] of files.entries()) {
-        grid.push([]);
-        for (const [j, s] of files.entries()) {
-          const verdict = await runOnce({ primary: p, secondary: s, reportDir: path.join(reportDir, `${names[i]}--${names[j]}`) }, options);
-          grid[i]!.push(verdict.errors.length ? 'NO VERDICT' : !verdict.ok ? 'FAILS' : verdict.complete ? 'conforms' : 'conforms (partial)');
-        }
-      }
+      const cells = files.flatMap((p, i) => files.map((s, j) => ({ i, j, run: { primary: p, secondary: s, reportDir: path.join(reportDir, `${names[i]}--${names[j]}`) } })));
+      const grid: string[][] = files.map(() => []);
+      const jobs = Number(v.jobs);
+      if (!Number.isInteger(jobs) || jobs < 1) return console.error(`zrs-conformance: --jobs takes a whole number of at least 1\n${USAGE}`), 2;
+      console.log(`seed ${seed} (replay with --seed ${seed})`);
+      const pending = [...cells];
+      await Promise.all(
+        Array.from({ length: Math.min(jobs, cells.length) }, async () => {
+          for (let cell = pending.shift(); cell; cell = pending.shift()) {
+            const verdict = jobs === 1 ? await runOnce(cell.run, options) : await runApart(cell.run, options);
+            grid[cell.i]![cell.j] = !verdict ? 'NO REPORT' : verdict.errors.length ? 'NO VERDICT' : !verdict.ok ? 'FAILS' : verdict.complete ? 'conforms' : 'conforms (partial)';
+          }
+        }),
+      );
       console.log(`\ninterop matrix (rows: primary, columns: secondary)\n${['', ...names].join('\t')}`);
       grid.forEach((row, i) => console.log([names[i], ...row].join('\t')));
-      return grid.flat().includes('NO VERDICT') ? 3 : grid.flat().every((c) => c.startsWith('conforms')) ? 0 : 1;
+      return grid.flat().some((c) => c.startsWith('NO ')) ? 3 : grid.flat().every((c) => c.startsWith('conforms')) ? 0 : 1;
     }
     const iut = path.resolve(v.iut ?? REFERENCE_IUT);
     const run = { primary: path.resolve(v['primary-iut'] ?? iut), secondary: path.resolve(v['secondary-iut'] ?? iut), reportDir };

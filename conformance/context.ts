@@ -7,7 +7,7 @@
 import { closeSync, cpSync, existsSync, mkdirSync, mkdtempSync, openSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { afterEach, type TestContext } from 'vitest';
+import { afterEach, expect, type TestContext } from 'vitest';
 import { fileContent } from '../reference/filestorage/content.ts';
 import { FileStorageReader } from '../reference/filestorage/reader.ts';
 import net from 'node:net';
@@ -15,12 +15,12 @@ import { type Address, formatAddress, parseAddress } from '../reference/net/addr
 import { hex8, Z64 } from '../reference/timestamp.ts';
 import { type Descriptor, type Feature, readDescriptor } from './iut/descriptor.ts';
 import { ENV, FIXTURES, REFERENCE_IUT, REPO_ROOT } from './env.ts';
-import { IutNode, NodeStartError, type ReadySignal } from './iut/node.ts';
+import { type ControlMessage, IutNode, NodeStartError, type ReadySignal } from './iut/node.ts';
 import { FaultProxy } from './proxy/fault-proxy.ts';
 import { FrameDecoder } from '../reference/framing.ts';
 import { freePort } from '../reference/net/ports.ts';
 import { until } from './wait.ts';
-import { declareSubject, type Subject } from './checks.ts';
+import { check, citedByCase, declareSubject, type Subject } from './checks.ts';
 
 const cache = new Map<string, Descriptor>();
 function descriptor(file: string): Descriptor {
@@ -177,12 +177,17 @@ const noPortZero = new Set<string>();
 async function startListening(iut: Descriptor, role: Subject, wanted: Address | undefined, launch: (listen: Address) => Promise<IutNode>): Promise<{ node: IutNode; address: Address }> {
   if (wanted) return { node: await launch(wanted), address: wanted };
   if (iut[role]!.ready.kind === 'control' && !noPortZero.has(iut.dir + iut.name)) {
-    const node = await launch({ kind: 'tcp', host: '127.0.0.1', port: 0 });
-    const listen = node.ready?.listen;
+    // port 0 is a SHOULD (CONF-PROC-4): a node that refuses it, or does not report the port it
+    // got, is started again on a port the harness chose
+    const node = await launch({ kind: 'tcp', host: '127.0.0.1', port: 0 }).catch((e: unknown) => {
+      if (e instanceof NodeStartError) return null;
+      throw e;
+    });
+    const listen = node?.ready?.listen;
     const address = typeof listen === 'string' ? parseAddress(listen) : null;
-    if (address?.kind === 'tcp' && address.port !== 0) return { node, address };
+    if (node && address?.kind === 'tcp' && address.port !== 0) return { node, address };
     noPortZero.add(iut.dir + iut.name);
-    await node.kill();
+    await node?.kill();
   }
   for (let attempt = 1; ; attempt++) {
     const address = await loopback();
@@ -196,13 +201,35 @@ async function startListening(iut: Descriptor, role: Subject, wanted: Address | 
 }
 
 /**
+ * Starts a node of the role under test: a node that does not start, or does not become ready,
+ * fails the check of `requirement` (CONF-PROC-5 unless the case names the rule a refusal breaks)
+ * against the implementation playing `role`. In a case citing one requirement, such a failure
+ * is that requirement's, as any other; with `requirement` null the case judges it itself.
+ */
+function startJudged<T>(role: Subject, requirement: string | null | undefined, start: () => Promise<T>): Promise<T> {
+  if (requirement === null || (requirement === undefined && citedByCase().length === 1)) return start();
+  return check(requirement ?? 'CONF-PROC-5', start, role);
+}
+
+/**
  * A primary of the IUT serving a copy of a fixture store (or a new file). `readOnly` asks an
  * implementation started from a configuration file to open the file read-only (`read-only true`
  * in `<filestorage>`), so that it serves the file as it is, a damaged tail included (ZODB cuts
  * such a tail when it opens a file for writing); other implementations open it as they do.
  */
 export async function startPrimary(
-  o: { store?: string | null; file?: string; blobs?: boolean; listen?: Address; markUndone?: number; follow?: boolean; register?: ZooKeeperPlace; readOnly?: boolean } = {},
+  o: {
+    store?: string | null;
+    file?: string;
+    blobs?: boolean;
+    listen?: Address;
+    markUndone?: number;
+    follow?: boolean;
+    register?: ZooKeeperPlace;
+    readOnly?: boolean;
+    /** The requirement a failure to start breaks (default CONF-PROC-5); null when the case judges a refusal itself. */
+    startFailure?: string | null;
+  } = {},
 ): Promise<{
   node: IutNode;
   address: Address;
@@ -221,7 +248,7 @@ export async function startPrimary(
     if (o.store) cpSync(path.join(FIXTURES, o.store, 'blobs'), blobDir, { recursive: true });
     else mkdirSync(blobDir);
   }
-  const { node, address } = await startListening(iut, 'primary', o.listen, async (address) => {
+  const { node, address } = await startJudged('primary', o.startFailure, () => startListening(iut, 'primary', o.listen, async (address) => {
     const listen = formatAddress(address);
     const config = writeConfig(dir, 'primary', { fs, listen: address, blobDir: blobDir ?? undefined, readOnly: o.readOnly });
     const node = await IutNode.start(
@@ -235,7 +262,7 @@ export async function startPrimary(
     );
     nodes.add(node);
     return node;
-  });
+  }));
   return { node, address, fs, blobDir };
 }
 
@@ -250,9 +277,11 @@ async function handshakeRelay(from: Address, dir: string): Promise<{ address: Ad
   const relay = from.kind === 'unix' ? await FaultProxy.start(from, SEED, { path: path.join(dir, 'relay.sock') }) : await FaultProxy.start(from, SEED);
   relays.add(relay);
   const seen = until('the handshake', () => {
+    const first = relay.history[0];
+    if (!first) return false;
     const frames = new FrameDecoder();
     let n = 0;
-    for (const chunk of relay.transcript.up) n += frames.push(chunk).length;
+    for (const chunk of first.transcript.up) n += frames.push(chunk).length;
     return n >= 2;
   });
   return { address: relay.address, signal: { seen, what: `to send its handshake to ${formatAddress(from)}` } };
@@ -270,6 +299,8 @@ export async function startSecondary(o: {
   listen?: Address | true;
   keepAliveDelay?: number;
   reconnectDelay?: number;
+  /** The requirement a failure to start breaks (default CONF-PROC-5); null when the case judges a refusal itself. */
+  startFailure?: string | null;
 }): Promise<{ node: IutNode; fs: string; blobDir: string | null; listen: Address | null }> {
   const iut = secondaryIut();
   const dir = workdir();
@@ -294,8 +325,10 @@ export async function startSecondary(o: {
     nodes.add(node);
     return node;
   };
-  if (!o.listen) return { node: await launch(undefined), fs, blobDir, listen: null };
-  const { node, address } = await startListening(iut, 'secondary', o.listen === true ? undefined : o.listen, launch);
+  const wanted = o.listen;
+  const { node, address } = await startJudged('secondary', o.startFailure, async () =>
+    wanted ? startListening(iut, 'secondary', wanted === true ? undefined : wanted, launch) : { node: await launch(undefined), address: null },
+  );
   return { node, fs, blobDir, listen: address };
 }
 
@@ -311,6 +344,23 @@ export async function lastTidOf(s: { node: IutNode; fs: string }): Promise<strin
   } catch {
     return hex8(Z64);
   }
+}
+
+/**
+ * Commits a transaction on a primary over its control channel (`records`, and optionally `user`,
+ * `description`, `extension`): anything but success, within the request's time, blames
+ * CONF-CTL-6 on the primary. Returns the new tid.
+ */
+export async function commitOn(node: IutNode, fields: ControlMessage): Promise<string> {
+  return check(
+    'CONF-CTL-6',
+    async () => {
+      const r = await node.request('commit', fields);
+      expect(r, `the commit response: ${JSON.stringify(r).slice(0, 500)}`).toMatchObject({ ok: true, tid: expect.stringMatching(/^[0-9a-f]{16}$/) });
+      return r.tid as string;
+    },
+    'primary',
+  );
 }
 
 /** Waits until a started secondary reports `tid` as its last committed transaction. */

@@ -17,7 +17,7 @@ import { Op } from '../../reference/pickle/opcodes.ts';
 import { StreamDecoder } from '../../reference/stream.ts';
 import { tidFromParts, Z64 } from '../../reference/timestamp.ts';
 import { check, HarnessError } from '../checks.ts';
-import { loopback, markUndone, primaryIut, requires, startPrimary, workdir } from '../context.ts';
+import { loopback, markUndone, primaryIut, requires, startPrimary, workdir, commitOn } from '../context.ts';
 import { FIXTURES } from '../env.ts';
 import { checkTransactions, expectedTransactions, firstDifference } from '../expected.ts';
 import type { IutNode } from '../iut/node.ts';
@@ -155,14 +155,8 @@ async function connect(a: Address, timeoutMs = 10_000): Promise<FakeSecondary> {
 
 const tids = (s: FakeSecondary) => s.transactions.map((t) => hex(t.begin.tid));
 
-/** Commits over the control channel; a refusal or no answer blames CONF-CTL-6. Returns the tid. */
-async function commit(node: IutNode, records: { oid: string; data: string }[], fields: Record<string, unknown> = {}): Promise<string> {
-  return check('CONF-CTL-6', async () => {
-    const r = await node.request('commit', { records, ...fields });
-    expect(r, 'the commit response').toMatchObject({ ok: true, tid: expect.stringMatching(/^[0-9a-f]{16}$/) });
-    return r.tid as string;
-  });
-}
+/** Commits `records` (and `fields`) on a primary; see commitOn. */
+const commit = (node: IutNode, records: { oid: string; data: string }[], fields: Record<string, unknown> = {}) => commitOn(node, { records, ...fields });
 
 // ---- byte identity, and which rule a difference breaks ----
 

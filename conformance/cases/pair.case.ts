@@ -9,7 +9,6 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSy
 import path from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { ZrsError } from '../../reference/errors.ts';
 import { checkFile } from '../../reference/filestorage/checker.ts';
 import { fileContent, type TransactionContent } from '../../reference/filestorage/content.ts';
 import { FileStorageReader } from '../../reference/filestorage/reader.ts';
@@ -17,16 +16,15 @@ import { FrameDecoder } from '../../reference/framing.ts';
 import { loadPickle } from '../../reference/pickle/decoder.ts';
 import { pickleToManifestJson } from '../../reference/pickle/json.ts';
 import { PyDict } from '../../reference/pickle/values.ts';
-import { StreamDecoder } from '../../reference/stream.ts';
 import { hex8, Z64 } from '../../reference/timestamp.ts';
 import { check, HarnessError, RequirementViolation, type Subject } from '../checks.ts';
-import { primaryIut, PROPERTY_TIMEOUT_MS, propertyParameters, reaches, replayCommand, requires, SEED, secondaryIut, startPrimary, startSecondary, transcriptDir, workdir } from '../context.ts';
+import { primaryIut, PROPERTY_TIMEOUT_MS, propertyParameters, reaches, replayCommand, requires, SEED, secondaryIut, startPrimary, startSecondary, transcriptDir, workdir, commitOn } from '../context.ts';
 import { REPO_ROOT } from '../env.ts';
 import { compareTransactions } from '../expected.ts';
 import { byValue, checkContent, checkValid } from '../file-checks.ts';
 import { type IutNode, NodeStartError } from '../iut/node.ts';
-import { digestFault, type SentFrame, streamFault } from '../peers/diagnose.ts';
-import { type ReceivedTransaction, sleep } from '../peers/fake-secondary.ts';
+import { sleep } from '../peers/fake-secondary.ts';
+import { ReceivedStream, type ReceivedTransaction } from '../peers/received-stream.ts';
 import { FaultProxy, type Link, prng } from '../proxy/fault-proxy.ts';
 import { until } from '../wait.ts';
 
@@ -137,39 +135,9 @@ function carried(link: Link): Carried | null {
     return null;
   }
   if (handshake.length < 2 || handshake[1]!.length !== 8) return null;
-  const protocol = Buffer.from(handshake[0]!);
-  const startTid = Buffer.from(handshake[1]!);
-  const frames = new FrameDecoder();
-  const stream = new StreamDecoder(startTid);
-  const transactions: ReceivedTransaction[] = [];
-  const sent: SentFrame[] = [];
-  let current: ReceivedTransaction | null = null;
-  let fault: Carried['fault'] = null;
-  try {
-    for (const chunk of link.transcript.down) {
-      for (const f of frames.push(chunk)) {
-        const kind = stream.expecting;
-        const e = stream.push(f);
-        const type = kind !== 'message' ? undefined : e?.kind === 'begin' ? 'T' : e?.kind === 'commit' ? 'C' : 'S';
-        sent.push({ kind, payload: Buffer.from(f), txn: transactions.length, ...(type ? { type } : {}) });
-        if (!e) continue;
-        if (e.kind === 'begin') current = { begin: e.message, records: [], digest: Buffer.alloc(0) };
-        else if (e.kind === 'record') current!.records.push({ message: e.message, data: e.data ? Buffer.from(e.data) : null, chunks: [] });
-        else if (e.kind === 'chunk') current!.records.at(-1)!.chunks.push(Buffer.from(e.data));
-        else {
-          current!.digest = e.digest;
-          transactions.push(current!);
-          current = null;
-        }
-      }
-    }
-  } catch (e) {
-    const message = e instanceof Error ? e.message : String(e);
-    const digest = e instanceof ZrsError && e.code === 'ERR_CHECKSUM' ? /received ([0-9a-f]{32})/.exec(message)?.[1] : undefined;
-    fault = digest ? digestFault(startTid, protocol, sent, Buffer.from(digest, 'hex')) : { id: streamFault(e), why: message };
-    fault = { id: fault.id, why: `what the primary sent does not decode: ${fault.why}` };
-  }
-  return { startTid: hex8(startTid), transactions, fault };
+  const stream = new ReceivedStream(Buffer.from(handshake[1]!), Buffer.from(handshake[0]!));
+  for (const chunk of link.transcript.down) stream.push(chunk);
+  return { startTid: hex8(stream.startTid), transactions: stream.transactions, fault: stream.fault };
 }
 
 /**
@@ -254,18 +222,8 @@ function checkSent(tap: FaultProxy, fs: string, o: { chained?: boolean } = {}): 
   for (const id of o.chained ? ['WIRE-CHAIN-3'] : exercised) check(id, () => undefined, o.chained ? 'secondary' : 'primary');
 }
 
-/** A commit on the primary over its control channel; its tid. */
-async function commit(node: IutNode, records: { oid: string; data: string }[]): Promise<string> {
-  return check(
-    'CONF-CTL-6',
-    async () => {
-      const r = await node.request('commit', { records });
-      expect(r.ok, `commit: ${JSON.stringify(r)}`).toBe(true);
-      return r.tid as string;
-    },
-    'primary',
-  );
-}
+/** Commits `records` on the primary; see commitOn. */
+const commit = (node: IutNode, records: { oid: string; data: string }[]) => commitOn(node, { records });
 
 // ---------------------------------------------------------------------------------------------
 
@@ -337,7 +295,7 @@ describe(`end to end: ${title}`, () => {
     const file = path.join(REPO_ROOT, 'fixtures/logs', name);
     const magic = readFileSync(file).subarray(0, 4).toString('latin1');
     // a primary that cannot serve a valid file: FS21 is a magic a reader should accept (FS-MAGIC-2)
-    const p = await startPrimary({ file }).catch((e: unknown) => {
+    const p = await startPrimary({ file, startFailure: null }).catch((e: unknown) => {
       if (e instanceof NodeStartError && magic === 'FS21') fail(new Blame('FS-MAGIC-2', 'primary', `the primary refused a valid file with the magic FS21: ${e.message}`));
       throw e;
     });
@@ -511,7 +469,7 @@ describe(`end to end: ${title}`, () => {
       const before = wholeContent(fs);
       const damaged = existsSync(fs) && checkFile(fs).violation !== null;
       const links = tap.history.length;
-      const s = await startSecondary({ from: tap.address, fs }).catch((e: unknown) => {
+      const s = await startSecondary({ from: tap.address, fs, startFailure: null }).catch((e: unknown) => {
         if (e instanceof NodeStartError && damaged) fail(new Blame('FS-RECOVER-1', 'secondary', `restarted on its own file with a damaged tail, the secondary did not start: ${e.message}`));
         throw e;
       });

@@ -38,8 +38,9 @@ function listeningInodes(at: number | string): Set<string> | null {
   return inodes;
 }
 
-/** `pid` and its descendants. */
-function family(pid: number): number[] {
+/** `pid` and its descendants; null where the kernel does not list children (no CONFIG_PROC_CHILDREN). */
+function family(pid: number): number[] | null {
+  if (read(`/proc/${pid}/task/${pid}/children`) === null) return null;
   const out = [pid];
   for (let i = 0; i < out.length; i++) {
     let tasks: string[] = [];
@@ -62,7 +63,9 @@ export function listensOn(pid: number, at: number | string): boolean | null {
   const inodes = listeningInodes(at);
   if (inodes === null) return null;
   if (inodes.size === 0) return false;
-  for (const p of family(pid)) {
+  const processes = family(pid);
+  if (processes === null) return null;
+  for (const p of processes) {
     let fds: string[];
     try {
       fds = readdirSync(`/proc/${p}/fd`);

@@ -8,7 +8,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import net from 'node:net';
 import { createInterface } from 'node:readline';
-import type { NodeLog } from '../checks.ts';
+import { HarnessError, type NodeLog } from '../checks.ts';
 import { until } from '../wait.ts';
 import { listensOn } from './listeners.ts';
 import { type Descriptor, expandArgs, type Placeholder, type Template } from './descriptor.ts';
@@ -154,7 +154,7 @@ export class IutNode {
       else if (r.kind === 'stderr') await node.untilStderr(r.pattern, timeoutMs);
       else {
         const signal = options.signal;
-        if (!signal) throw new NodeError(`${iut.name} ${role}: "ready": "port" needs a listen address or a connection the harness can watch, and this node has neither`);
+        if (!signal) throw new HarnessError(`${iut.name} ${role}: "ready": "port" needs a listen address or a connection the harness can watch, and this node has neither`);
         const what = 'port' in signal ? `to accept on port ${signal.port}` : 'path' in signal ? `to accept on ${signal.path}` : signal.what;
         const seen = 'seen' in signal ? signal.seen : until(what, () => node.listens('port' in signal ? signal.port : signal.path), { timeoutMs, everyMs: 20 });
         await withTimeout(seen, timeoutMs, () => new NodeError(`${iut.name} ${role} was not ready: no sign of it ${what} within ${timeoutMs} ms: ${commandLine}\n${node.stderrTail()}`));

@@ -33,6 +33,7 @@ export function digestFault(startTid: Buffer, protocol: Buffer, frames: SentFram
     ['WIRE-SUM-1', 'the hash was not seeded with the start tid', payloads],
     ['WIRE-SUM-1', 'the hash was seeded with z64, not the start tid', [Buffer.alloc(8), ...payloads]],
     ['WIRE-SUM-2', 'the hash was fed the length prefixes too', [startTid, ...payloads.flatMap((p) => [frameHeader(p.length), p])]],
+    ['WIRE-SUM-2', 'the hash was fed the length prefixes too, after each payload', [startTid, ...payloads.flatMap((p) => [p, frameHeader(p.length)])]],
     ['WIRE-SUM-2', 'the hash was fed the protocol id', [protocol, startTid, ...payloads]],
     ['WIRE-SUM-2', 'the hash was not fed the data frames', [startTid, ...frames.filter((f) => f.kind !== 'data').map((f) => f.payload)]],
     ['WIRE-SUM-2', 'the hash was not fed the blob chunks', [startTid, ...frames.filter((f) => f.kind !== 'chunk').map((f) => f.payload)]],

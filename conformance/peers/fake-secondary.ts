@@ -6,33 +6,16 @@
  */
 import net from 'node:net';
 import { type Address } from '../../reference/net/address.ts';
-import { encodeFrame, FrameDecoder } from '../../reference/framing.ts';
-import type { BlobMessage, StoreMessage, TransactionMessage } from '../../reference/messages.ts';
-import { StreamDecoder } from '../../reference/stream.ts';
-import { ZrsError } from '../../reference/errors.ts';
+import { encodeFrame } from '../../reference/framing.ts';
 import { check } from '../checks.ts';
-import { digestFault, type SentFrame, streamFault } from './diagnose.ts';
+import { ReceivedStream, type ReceivedTransaction, type StreamFault } from './received-stream.ts';
 
-/** A transaction as received. */
-export interface ReceivedTransaction {
-  begin: TransactionMessage;
-  records: { message: StoreMessage | BlobMessage; data: Uint8Array | null; chunks: Uint8Array[] }[];
-  digest: Buffer;
-}
+export type { ReceivedTransaction } from './received-stream.ts';
 
 export class FakeSecondary {
   private readonly chunks: Buffer[] = [];
-  private frames = new FrameDecoder();
-  private stream: StreamDecoder | null = null;
-  private current: ReceivedTransaction | null = null;
-  readonly transactions: ReceivedTransaction[] = [];
-  /** The first decoding or checksum error, if any (the stream is not read further). */
-  error: Error | null = null;
-  /** The requirement of the primary's that {@link error} shows broken, and how. */
-  fault: { id: string; why: string } | null = null;
-  /** Frames after the handshake, kept to explain a bad digest. */
-  private readonly sent: SentFrame[] = [];
-  private startTid: Buffer = Buffer.alloc(8);
+  /** What the primary sent after the handshake, decoded (null before a handshake was scripted). */
+  private stream: ReceivedStream | null = null;
   private protocol: Buffer = Buffer.alloc(0);
   closed = false;
   private readonly closedAt: Promise<void>;
@@ -65,49 +48,34 @@ export class FakeSecondary {
 
   /** Sends the two handshake frames; what follows is decoded as a stream after `startTid`. */
   handshake(protocol: string, startTid: Buffer): void {
-    this.expectStream(startTid);
     this.protocol = Buffer.from(protocol, 'latin1');
+    this.expectStream(startTid);
     this.send(Buffer.concat([encodeFrame(Buffer.from(protocol, 'latin1')), encodeFrame(startTid)]));
   }
 
   /** Decode what arrives as a stream after `startTid` (for handshakes sent with `send`). */
   expectStream(startTid: Buffer): void {
-    this.stream = new StreamDecoder(startTid);
-    this.startTid = startTid;
+    this.stream = new ReceivedStream(startTid, this.protocol);
   }
 
   private receive(d: Buffer): void {
     this.chunks.push(d);
-    if (!this.stream || this.error) return;
-    try {
-      for (const f of this.frames.push(d)) {
-        const kind = this.stream.expecting;
-        const e = this.stream.push(f);
-        const type = kind !== 'message' ? undefined : e?.kind === 'begin' ? 'T' : e?.kind === 'commit' ? 'C' : 'S';
-        this.sent.push({ kind, payload: Buffer.from(f), txn: this.transactions.length, ...(type ? { type } : {}) });
-        if (!e) continue;
-        if (e.kind === 'begin') this.current = { begin: e.message, records: [], digest: Buffer.alloc(0) };
-        else if (e.kind === 'record') this.current!.records.push({ message: e.message, data: e.data ? Buffer.from(e.data) : null, chunks: [] });
-        else if (e.kind === 'chunk') this.current!.records.at(-1)!.chunks.push(Buffer.from(e.data));
-        else {
-          this.current!.digest = e.digest;
-          this.transactions.push(this.current!);
-          this.current = null;
-        }
-      }
-    } catch (e) {
-      this.error = e as Error;
-      this.fault = this.explain(e);
-    }
+    this.stream?.push(d);
   }
 
-  private explain(e: unknown): { id: string; why: string } {
-    const message = e instanceof Error ? e.message : String(e);
-    if (!(e instanceof ZrsError) || e.code !== 'ERR_CHECKSUM') return { id: streamFault(e), why: message };
-    const digest = /received ([0-9a-f]{32})/.exec(message)?.[1];
-    if (!digest) return { id: 'WIRE-MSG-3', why: `a C without digest: ${message}` };
-    const fault = digestFault(this.startTid, this.protocol, this.sent, Buffer.from(digest, 'hex'));
-    return { id: fault.id, why: `${message}: ${fault.why}` };
+  /** Whole transactions received so far. */
+  get transactions(): ReceivedTransaction[] {
+    return this.stream?.transactions ?? [];
+  }
+
+  /** The first decoding or checksum error, if any (the stream is not read further). */
+  get error(): Error | null {
+    return this.stream?.error ?? null;
+  }
+
+  /** The requirement of the primary's that {@link error} shows broken, and how. */
+  get fault(): StreamFault | null {
+    return this.stream?.fault ?? null;
   }
 
   /**
@@ -115,16 +83,16 @@ export class FakeSecondary {
    * failure blames the requirement the primary broke ({@link fault}).
    */
   verify(): void {
-    if (!this.error) return;
-    const { id, why } = this.fault!;
-    check(id, () => {
-      throw new Error(`what the primary sent does not decode: ${why}`);
+    const fault = this.fault;
+    if (!fault) return;
+    check(fault.id, () => {
+      throw new Error(fault.why);
     });
   }
 
   /** True when the bytes so far end on a transaction boundary. */
   get atBoundary(): boolean {
-    return this.frames.idle && this.current === null && (this.stream?.inTransaction ?? null) === null;
+    return this.stream?.atBoundary ?? true;
   }
 
   /** Stops or resumes reading from the socket (a slow or stalled secondary). */

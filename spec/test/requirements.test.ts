@@ -58,6 +58,7 @@ describe('the requirement parser', () => {
     ['a missing level', '**[WIRE-FRAME-1]** (any): x MUST y', /expected "LEVEL/],
     ['an unknown role', '**[WIRE-FRAME-1]** MUST (client): x MUST y', /unknown role/],
     ['a level absent from the text', '**[WIRE-FRAME-1]** SHOULD (any): x must y', /does not appear/],
+    ['MUST whose text says only MUST NOT', '**[WIRE-FRAME-1]** MUST (any): x MUST NOT y', /level MUST does not appear/],
     ['a level weaker than the text', '**[WIRE-FRAME-1]** MAY (any): x MAY y but MUST z', /weaker/],
     ['a key word outside a requirement', 'A sender MUST do this.', /outside a requirement/],
   ])('flags %s', (_name, md, message) => {

@@ -71,7 +71,9 @@ export function parseDocument(document: string, markdown: string): { requirement
     const text = current.text;
     const words = [...stripCode(text).matchAll(KEYWORDS)].map((m) => m[1]!);
     const levelWord = current.level.split(' ')[0]!;
-    if (!stripCode(text).includes(current.level)) {
+    // the level itself, as a phrase: MUST not found inside MUST NOT
+    const phrase = new RegExp(`\\b${current.level}\\b${current.level.endsWith('NOT') ? '' : '(?! NOT)'}`);
+    if (!phrase.test(stripCode(text))) {
       problem(current.line, `${current.id}: level ${current.level} does not appear in its text`);
     }
     const strongest = Math.min(...words.map(rank));
