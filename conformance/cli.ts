@@ -31,6 +31,10 @@ interface Run {
 async function runOnce(run: Run, o: { full: boolean; seed: number; filter?: string; replay?: string }): Promise<RunVerdict> {
   const primary = readDescriptor(run.primary);
   const secondary = readDescriptor(run.secondary);
+  // everything a run needs is read before it starts, so that a bad file ends it at once (exit 2)
+  const player = (d: Descriptor) => ({ name: d.name, expected: d.expectedFailures ? readExpectedFailures(d.expectedFailures) : new Map() });
+  const setup = { primary: player(primary), secondary: player(secondary), ...(o.filter !== undefined ? { filter: o.filter } : {}) };
+  if (run.primary !== run.secondary && primary.name === secondary.name) throw new Error(`two implementations are both named ${primary.name}: rename one`);
   process.env[ENV.primary] = run.primary;
   process.env[ENV.secondary] = run.secondary;
   process.env[ENV.profile] = o.full ? 'full' : 'quick';
@@ -46,14 +50,12 @@ async function runOnce(run: Run, o: { full: boolean; seed: number; filter?: stri
     reporters: [collector, 'default', ['junit', { outputFile: path.join(run.reportDir, 'junit.xml') }]],
   });
   await vitest?.close();
-  const player = (d: Descriptor) => ({ name: d.name, expected: d.expectedFailures ? readExpectedFailures(d.expectedFailures) : new Map() });
-  const setup = { primary: player(primary), secondary: player(secondary), ...(o.filter !== undefined ? { filter: o.filter } : {}) };
-  if (run.primary !== run.secondary && primary.name === secondary.name) throw new Error(`two implementations are both named ${primary.name}: rename one`);
   // cases left out by --filter are not part of the run: vitest reports them skipped, with no note
   const cases = o.filter === undefined ? collector.cases : collector.cases.filter((c) => !(c.state === 'skipped' && c.message === null));
   const verdict = judge(cases, buildRegistry().requirements, setup);
   const title = run.primary === run.secondary ? `ZRS conformance of ${primary.name}` : `ZRS conformance: primary ${primary.name}, secondary ${secondary.name}`;
-  writeReports(run.reportDir, verdict, title, { primary: primary.name, secondary: secondary.name, profile: o.full ? 'full' : 'quick', seed: o.seed, filter: o.filter ?? null });
+  const descriptors = { primaryDescriptor: path.relative(REPO_ROOT, run.primary), secondaryDescriptor: path.relative(REPO_ROOT, run.secondary) };
+  writeReports(run.reportDir, verdict, title, { primary: primary.name, secondary: secondary.name, ...descriptors, profile: o.full ? 'full' : 'quick', seed: o.seed, filter: o.filter ?? null });
   console.log(summary(verdict, title));
   console.log(`reports: ${path.relative(process.cwd(), run.reportDir) || '.'}/{conformance.json,matrix.md,junit.xml}`);
   return verdict;

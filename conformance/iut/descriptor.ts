@@ -121,7 +121,9 @@ export function expandCommand(file: string, where: string, command: string, env:
     return fail(file, where, `the environment variable ${name} is not set (write \${${name}:-DEFAULT} for a default)`);
   });
   if (out === '') fail(file, where, 'is empty once expanded');
-  return out.includes('/') ? path.resolve(path.dirname(path.resolve(file)), out) : out;
+  if (!out.includes('/')) return out; // a name, found on PATH
+  // a path from the environment is the caller's (relative to where the harness runs); one written in the descriptor, the descriptor's
+  return path.resolve(command.startsWith('${') ? process.cwd() : path.dirname(path.resolve(file)), out);
 }
 
 function role(file: string, where: string, v: Json | undefined, features: Set<Feature>): RoleCommand | null {

@@ -18,6 +18,9 @@ const MARK: Record<RequirementState, string> = {
   'not covered': 'not covered',
 };
 
+/** Lines of each node's standard error shown under a failing case in the console summary (conformance.json has more). */
+const STDERR_LINES = 8;
+
 /** Counts of requirement states per document section. */
 function sections(v: RunVerdict): Map<string, Record<RequirementState, number>> {
   const out = new Map<string, Record<RequirementState, number>>();
@@ -56,6 +59,16 @@ export function summary(v: RunVerdict, title: string): string {
   for (const w of v.warnings) lines.push(`warning: ${w}`);
   for (const p of v.problems) lines.push(`FAILURE: ${p}`);
   for (const e of v.errors) lines.push(`CASE ERROR: ${e}`);
+  // what the nodes of each case that failed unexpectedly last said (CONF-READY-2)
+  const unexpected = new Set(v.evidence.filter((e) => !e.ok && !e.expected).map((e) => e.case));
+  const shown = v.cases.filter((x) => x.state === 'failed' && x.nodes?.length && (unexpected.has(x.name) || v.errors.some((e) => e.startsWith(x.name))));
+  for (const c of shown) {
+    lines.push(`\nnodes of the failing case ${c.name}:`);
+    for (const n of c.nodes!) {
+      const tail = n.stderrTail.split('\n').slice(-STDERR_LINES);
+      lines.push(`  ${n.implementation} ${n.role} (${n.exit === null ? 'running' : `exited: ${n.exit}`}): ${n.argv.join(' ')}`, ...tail.map((l) => `    | ${l}`));
+    }
+  }
   lines.push(verdictLine(v));
   return lines.join('\n');
 }

@@ -179,6 +179,7 @@ export function caseEvidence(c: CaseResult, registry: Map<string, Requirement>):
   } else if (c.state === 'failed' && !c.checks.some((k) => !k.ok)) {
     const harness = /^HarnessError\b/.test(c.message ?? '') || c.message?.includes('HarnessError:');
     if (c.requirements.length === 1 && !harness) add(c.requirements[0]!, null, false, c.message ?? 'failed');
+    else if (c.requirements.length === 0) error = `${c.name} fails and cites no requirement: ${c.message ?? 'failed'}`;
     else error = `${c.name} failed outside its checks, so no requirement can be blamed: ${c.message ?? 'failed'}`;
   }
   if (unknownRole.length) error ??= `${c.name}: cannot tell which implementation ${unknownRole.join(', ')} judges (name the role in the check)`;
@@ -210,7 +211,6 @@ export function judge(cases: CaseResult[], registry: Requirement[], setup: RunSe
     const { evidence: found, error } = caseEvidence(c, byRequirement);
     if (error) errors.push(error);
     for (const e of found) evidence.push({ ...e, implementation: player(e.subject).name, expected: !e.ok && listed(e.id, e.subject) !== undefined });
-    if (c.state === 'failed' && c.requirements.length === 0) errors.push(`${c.name} fails and cites no requirement: ${c.message}`);
   }
   for (const s of ['primary', 'secondary'] as const) {
     for (const id of player(s).expected.keys()) if (!byRequirement.has(id)) problems.push(`the expected failures of ${player(s).name} list ${id}, which the specification does not define`);

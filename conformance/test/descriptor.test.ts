@@ -48,12 +48,13 @@ describe('IUT descriptors', () => {
     expect(readDescriptor(write({ name: 'x', primary: { ...primary, ready: { stderr: 'listening on' } } })).primary!.ready).toEqual({ kind: 'stderr', pattern: /listening on/ });
   });
 
-  it('names the program through the environment, with a default, and resolves a path against the descriptor folder', () => {
+  it('names the program through the environment (a path relative to the working directory), with a default; a path written in the descriptor is relative to its folder', () => {
     const f = write({ name: 'x', primary: { ...primary, command: '${ZRS_TEST_PYTHON:-python3}' } });
     expect(readDescriptor(f).primary!.command).toBe('python3');
     process.env.ZRS_TEST_PYTHON = 'venv/bin/python3';
     try {
-      expect(readDescriptor(f).primary!.command).toBe(path.join(dir, 'venv/bin/python3'));
+      expect(readDescriptor(f).primary!.command).toBe(path.resolve('venv/bin/python3'));
+      expect(readDescriptor(write({ name: 'x', primary: { ...primary, command: 'venv/bin/python3' } })).primary!.command).toBe(path.join(dir, 'venv/bin/python3'));
       process.env.ZRS_TEST_PYTHON = '/opt/py/bin/python3';
       expect(readDescriptor(f).primary!.command).toBe('/opt/py/bin/python3');
     } finally {
