@@ -15,12 +15,12 @@ import { type Address, formatAddress, parseAddress } from '../reference/net/addr
 import { hex8, Z64 } from '../reference/timestamp.ts';
 import { type Descriptor, type Feature, readDescriptor } from './iut/descriptor.ts';
 import { ENV, FIXTURES, REFERENCE_IUT, REPO_ROOT } from './env.ts';
-import { type ControlMessage, IutNode, NodeStartError, type ReadySignal } from './iut/node.ts';
+import { type ControlMessage, IutNode, NodeError, NodeStartError, type ReadySignal } from './iut/node.ts';
 import { FaultProxy } from './proxy/fault-proxy.ts';
 import { FrameDecoder } from '../reference/framing.ts';
 import { freePort } from '../reference/net/ports.ts';
 import { until } from './wait.ts';
-import { check, citedByCase, declareSubject, type Subject } from './checks.ts';
+import { check, citedByCase, declareSubject, HarnessError, type Subject } from './checks.ts';
 
 const cache = new Map<string, Descriptor>();
 function descriptor(file: string): Descriptor {
@@ -227,6 +227,8 @@ export async function startPrimary(
     follow?: boolean;
     register?: ZooKeeperPlace;
     readOnly?: boolean;
+    /** Serve this file, where it is (instead of a copy in a new folder). */
+    fs?: string;
     /** The requirement a failure to start breaks (default CONF-PROC-5); null when the case judges a refusal itself. */
     startFailure?: string | null;
   } = {},
@@ -238,7 +240,7 @@ export async function startPrimary(
 }> {
   const iut = primaryIut();
   const dir = workdir();
-  const fs = path.join(dir, 'Data.fs');
+  const fs = o.fs ?? path.join(dir, 'Data.fs');
   let blobDir: string | null = null;
   if (o.store) cpSync(path.join(FIXTURES, o.store, 'Data.fs'), fs);
   if (o.file) cpSync(o.file, fs);
@@ -330,6 +332,52 @@ export async function startSecondary(o: {
     wanted ? startListening(iut, 'secondary', wanted === true ? undefined : wanted, launch) : { node: await launch(undefined), address: null },
   );
   return { node, fs, blobDir, listen: address };
+}
+
+/**
+ * Starts a node that must refuse to start (`start` calls startPrimary or startSecondary with
+ * `startFailure: null`, or startFromConfig), and judges how it ended:
+ * - it exited before it was ready, or within `graceMs` of its readiness: `rule` holds (with
+ *   `also`, what else it needs), and CONF-PROC-3 judges the exit: a non-zero status, not a
+ *   signal, and a message on standard error (that contains `names`, when given);
+ * - it was ready and still ran `graceMs` later: it took what it was given, and `rule` fails;
+ * - it was neither ready nor gone in the time a start is given (then killed): whether it refused
+ *   cannot be told, and the case gives no verdict (HarnessError), unless running on is itself
+ *   what `rule` forbids (`hangBreaks`).
+ */
+export async function refusesToStart(
+  start: () => Promise<{ node: IutNode }>,
+  rule: string,
+  o: { took: string; names?: string; graceMs?: number; hangBreaks?: boolean; also?: () => void },
+): Promise<void> {
+  const graceMs = o.graceMs ?? 2000;
+  let ended: { exit: { code: number | null; signal: NodeJS.Signals | null }; stderr: string } | null = null;
+  let fault: string | null = null;
+  try {
+    const { node } = await start();
+    let timer!: NodeJS.Timeout;
+    const exit = await Promise.race([node.exited, new Promise<null>((r) => (timer = setTimeout(() => r(null), graceMs)))]).finally(() => clearTimeout(timer));
+    if (exit) ended = { exit, stderr: node.stderrTail() };
+    else fault = `still running ${graceMs} ms after its ready event ${JSON.stringify(node.ready)}: ${o.took}`;
+  } catch (e) {
+    // an exit has a status or a signal; a program that could not be run at all, neither
+    if (e instanceof NodeStartError && (e.exit?.code ?? e.exit?.signal ?? null) !== null) ended = { exit: e.exit!, stderr: e.stderr };
+    else if (!(e instanceof NodeError) || e instanceof NodeStartError) throw e; // the harness's fault, or a program it cannot run
+    else if (o.hangBreaks) fault = `neither ready nor gone in the time a start is given: ${o.took} (${e.message.split('\n')[0]})`;
+    else throw new HarnessError(`neither ready nor gone in the time a start is given: whether it refused cannot be told (${e.message.split('\n')[0]})`);
+  }
+  check(rule, () => {
+    if (fault) throw new Error(fault);
+    o.also?.();
+  });
+  const { exit, stderr } = ended!;
+  const said = `(its standard error ends: ${JSON.stringify(stderr.slice(-400))})`;
+  check('CONF-PROC-3', () => {
+    expect(exit.code, `exit status ${said}`).not.toBe(0);
+    expect(exit.signal, `killed by a signal ${said}`).toBeNull();
+    if (o.names) expect(stderr, `standard error names ${o.names}`).toContain(o.names);
+    else expect(stderr.trim(), 'standard error').not.toBe('');
+  });
 }
 
 /**

@@ -2,6 +2,7 @@
 import { checkFile } from '../reference/filestorage/checker.ts';
 import { type TransactionContent } from '../reference/filestorage/content.ts';
 import { FileStorageReader } from '../reference/filestorage/reader.ts';
+import type { DataRecord } from '../reference/filestorage/records.ts';
 import { loadPickle } from '../reference/pickle/decoder.ts';
 import { type Json, pickleToJson } from '../reference/pickle/json.ts';
 import { PyDict } from '../reference/pickle/values.ts';
@@ -30,23 +31,54 @@ export function extensionJson(hexBytes: string): Json {
 /** A file's content with each extension as its decoded value (DEV-EXTBYTES-1 equality). */
 export const byValue = (content: TransactionContent[]) => content.map((t) => ({ ...t, extension: extensionJson(t.extension) }));
 
-/** Every record's `prev` is the offset of the latest earlier record of its oid, or 0; the records that break this. */
-export function prevPointers(fs: string): string[] {
-  const wrong: string[] = [];
+/** Calls `visit` on every data record of every whole transaction of a file, in order. */
+function eachRecord(fs: string, visit: (rec: DataRecord) => void): void {
   const r = FileStorageReader.open(fs);
   try {
-    const latest = new Map<string, number>();
-    for (const t of r.transactions()) {
-      for (const rec of r.records(t)) {
-        const want = latest.get(hex8(rec.oid)) ?? 0;
-        if (rec.prev !== want) wrong.push(`record ${hex8(rec.oid)} at ${rec.offset}: prev ${rec.prev}, expected ${want}`);
-        latest.set(hex8(rec.oid), rec.offset);
-      }
-    }
+    for (const t of r.transactions()) for (const rec of r.records(t)) visit(rec);
   } finally {
     r.close();
   }
+}
+
+/** Every record's `prev` is the offset of the latest earlier record of its oid, or 0; the records that break this. */
+export function prevPointers(fs: string): string[] {
+  const wrong: string[] = [];
+  const latest = new Map<string, number>();
+  eachRecord(fs, (rec) => {
+    const want = latest.get(hex8(rec.oid)) ?? 0;
+    if (rec.prev !== want) wrong.push(`record ${hex8(rec.oid)} at ${rec.offset}: prev ${rec.prev}, expected ${want}`);
+    latest.set(hex8(rec.oid), rec.offset);
+  });
   return wrong;
+}
+
+/** The records of a file written as a backpointer (no data, a non-zero `back`), as `tid:oid` in hex. */
+export function backpointersOf(fs: string): Set<string> {
+  const out = new Set<string>();
+  eachRecord(fs, (rec) => {
+    if (rec.data === null && rec.back !== 0) out.add(`${hex8(rec.tid)}:${hex8(rec.oid)}`);
+  });
+  return out;
+}
+
+/**
+ * The first record of a file that carries a version (a non-zero `vlen`), if any. The reader does
+ * not step over version data, so nothing after such a record is read; nor after a part of the
+ * file it cannot read (validity is judged by {@link checkValid}).
+ */
+export function versionedRecords(fs: string): string[] {
+  const out: string[] = [];
+  try {
+    eachRecord(fs, (rec) => {
+      if (rec.vlen === 0) return;
+      out.push(`record of oid ${hex8(rec.oid)} in transaction ${hex8(rec.tid)} at ${rec.offset}: version length ${rec.vlen}`);
+      throw new Error('stop');
+    });
+  } catch {
+    // the first versioned record, or a part the reader cannot read
+  }
+  return out;
 }
 
 /** Requirements {@link checkContent} blames, per kind of difference (defaults for a secondary's file). */
@@ -67,6 +99,8 @@ export interface ContentIds {
   records?: string;
   /** A record's data differ (default WIRE-DATA-6). */
   data?: string;
+  /** The requirement a data difference of this record breaks, when it depends on the record (overrides `data`). */
+  dataOf?: (record: { tid: string; oid: string }) => string;
   /** A record without data has data, or the reverse (default WIRE-DATA-5). */
   noData?: string;
 }
@@ -101,9 +135,10 @@ export function contentDifference(got: TransactionContent[], want: TransactionCo
       const b = w.records[j]!;
       if (a.oid !== b.oid || a.tid !== b.tid) return differ(ids.records, `transaction ${w.tid}, record #${j}: oid ${a.oid} tid ${a.tid}, expected oid ${b.oid} tid ${b.tid}`);
       const none = (x: string | null) => x === null || x === '';
-      exercised.add(none(b.data) ? ids.noData : ids.data);
+      const dataId = o.dataOf?.({ tid: w.tid, oid: b.oid }) ?? ids.data;
+      exercised.add(none(b.data) ? ids.noData : dataId);
       if (none(a.data) !== none(b.data)) return differ(ids.noData, `transaction ${w.tid}, record of ${b.oid}: data ${none(a.data) ? 'none' : 'present'}, expected ${none(b.data) ? 'none' : 'present'}`);
-      if (a.data !== b.data && !(none(a.data) && none(b.data))) return differ(ids.data, `transaction ${w.tid}, record of ${b.oid}: data differ (${(a.data ?? '').length / 2} bytes, expected ${(b.data ?? '').length / 2})`);
+      if (a.data !== b.data && !(none(a.data) && none(b.data))) return differ(dataId, `transaction ${w.tid}, record of ${b.oid}: data differ (${(a.data ?? '').length / 2} bytes, expected ${(b.data ?? '').length / 2})`);
     }
   }
   return { difference: null, exercised };

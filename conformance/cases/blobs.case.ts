@@ -5,15 +5,16 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { BlobDirectory } from '../../reference/filestorage/blobs.ts';
 import { fileContent } from '../../reference/filestorage/content.ts';
-import { type BlobMessage, decodeMessage } from '../../reference/messages.ts';
+import { type BlobMessage, decodeMessage, type TransactionMessage } from '../../reference/messages.ts';
 import type { Frame } from '../../reference/primary/frames.ts';
-import { Z64 } from '../../reference/timestamp.ts';
+import { hex8, Z64 } from '../../reference/timestamp.ts';
+import { blobDirFiles, blobPlace } from '../blob-places.ts';
 import { check, HarnessError } from '../checks.ts';
 import { primaryIut, reaches, requires, secondaryIut, startPrimary, startSecondary, workdir } from '../context.ts';
 import { FIXTURES } from '../env.ts';
 import { checkTransactions, expectedTransactions } from '../expected.ts';
 import { checkContent, checkValid } from '../file-checks.ts';
-import { type FakeConnection, FakePrimary, storeFrames } from '../peers/fake-primary.ts';
+import { damagedOnce, type FakeConnection, FakePrimary, flat, storeFrames } from '../peers/fake-primary.ts';
 import { FakeSecondary, sleep } from '../peers/fake-secondary.ts';
 import { until } from '../wait.ts';
 
@@ -38,14 +39,16 @@ function largestBlob(frames: Frame[][]): { txn: number; first: number; chunks: n
   return best;
 }
 
+/** Where the file of blob (oid, tid) is in the blob directory `dir` of a new secondary: the bushy layout (FS-BLOB-1, FS-BLOB-4). */
+const blobFile = (dir: string, oid: Uint8Array | string, tid: Uint8Array | string) => path.join(dir, blobPlace('bushy', oid, tid));
+
 /** Checks that every blob of the store with content arrived whole in `blobDir` (a 0-byte one may have no file: DEV-BLOB0-1). */
 function checkBlobFiles(blobDir: string): void {
-  const ours = new BlobDirectory(blobDir);
   for (const t of want) {
     for (const r of t.records) {
       const from = source.blobPath(Buffer.from(r.oid, 'hex'), Buffer.from(r.tid, 'hex'));
       if (!existsSync(from) || statSync(from).size === 0) continue;
-      const mine = ours.blobPath(Buffer.from(r.oid, 'hex'), Buffer.from(r.tid, 'hex'));
+      const mine = blobFile(blobDir, r.oid, r.tid);
       check('FS-BLOB-8', () => expect(existsSync(mine), `no blob file ${mine}`).toBe(true));
       check('WIRE-BLOB-5', () => expect(readFileSync(mine).equals(readFileSync(from)), `${mine} differs from what was sent`).toBe(true));
     }
@@ -83,7 +86,7 @@ describe('blobs', () => {
       if (n === 0) {
         chunks = big.chunks;
         const b = decodeMessage(frames[big.txn]![big.first - 2]![1]) as BlobMessage; // B, data, then the chunks
-        target = new BlobDirectory(blobDir).blobPath(b.oid, b.tid);
+        target = blobFile(blobDir, b.oid, b.tid);
       } else visibleAtReconnect.push(existsSync(target)); // the secondary is back: nothing of the cut blob may be in place
       if (n >= chunks) return c.send(frames.flat(2));
       // everything before the blob's transaction, then that transaction up to its n-th chunk
@@ -109,40 +112,54 @@ describe('blobs', () => {
   it('[DEV-BLOBTMP-1] a connection lost in the middle of a blob: once the secondary has reconnected, the partial blob file is gone', async (ctx) => {
     const iut = secondaryIut();
     requires(ctx, iut, 'secondary', 'blobs');
-    let go!: () => void;
-    const release = new Promise<void>((r) => (go = r));
-    let sentBytes = 0;
-    const p = await FakePrimary.listen(async (c, n) => {
-      const { startTid } = await c.handshake;
-      const frames = storeFrames(store, startTid, source);
-      if (n > 0) {
-        await release; // the case looks at tmp first
-        return c.send(frames.flat(2));
-      }
-      // everything before the largest blob's transaction, then that transaction up to its 5th chunk
-      const big = largestBlob(frames);
-      c.send([...frames.slice(0, big.txn).flat(2), ...frames[big.txn]!.slice(0, big.first + 5).flat()]);
-      sentBytes = 5 * 65536;
+    // the first connection gets everything before the largest blob's transaction, then that
+    // transaction up to its 5th chunk
+    const sentBytes = 5 * 65536;
+    const { primary: p, release } = await damagedOnce({
+      damaged: (startTid) => {
+        const frames = storeFrames(store, startTid, source);
+        const big = largestBlob(frames);
+        return [...flat(frames.slice(0, big.txn)), ...flat([frames[big.txn]!.slice(0, big.first + 5)])];
+      },
+      correct: (startTid) => flat(storeFrames(store, startTid, source)),
     });
+    // the transaction before the blob's, for a new secondary (which starts from z64)
+    const fromZ64 = storeFrames(store, Z64, source);
+    const big = largestBlob(fromZ64);
+    const before = big.txn > 0 ? hex8((decodeMessage(fromZ64[big.txn - 1]![0]![1]) as TransactionMessage).tid) : null;
     const fs = path.join(workdir(), 'Data.fs');
     const s = await startSecondary({ from: p.address, fs, blobs: true, reconnectDelay: 0.2 });
     const tmp = path.join(s.blobDir!, 'tmp');
     const incoming = () => (existsSync(tmp) ? readdirSync(tmp).filter((f) => !f.startsWith('.')) : []);
-    // the moment to cut: the secondary holds the five chunks sent, in a file in tmp (FS-BLOB-3)
-    const partial = await check('FS-BLOB-3', () =>
-      until(`a file of ${sentBytes} bytes in ${tmp}`, () => {
-          const size = (f: string) => (existsSync(path.join(tmp, f)) ? statSync(path.join(tmp, f)).size : 0);
-          const full = sentBytes > 0 ? incoming().filter((f) => size(f) >= sentBytes) : [];
-          return full.length ? full : null;
-        }, {
-        timeoutMs: 20_000,
-        seen: () => JSON.stringify(incoming()),
-      }),
-    );
+    const size = (f: string) => {
+      try {
+        return statSync(path.join(tmp, f)).size;
+      } catch {
+        return 0; // gone meanwhile
+      }
+    };
+    const seen = () => JSON.stringify(incoming().map((f) => `${f}: ${size(f)} bytes`));
+    // the transactions before the blob's are committed: the stream has reached the secondary
+    if (before) await check('WIRE-TXN-10', () => reaches(s, before));
+    // the secondary receives the chunks into a file in tmp (FS-BLOB-3). A file of the blob elsewhere in
+    // the blob directory breaks that rule; with none anywhere, the partial blob cannot be watched here
+    const appeared = await until(`an incoming blob file in ${tmp}`, () => incoming().length > 0, { timeoutMs: 20_000, seen }).catch(() => false);
+    if (!appeared) {
+      const committed = new Set(fileContent(fs).flatMap((t) => t.records).map((r) => blobPlace('bushy', r.oid, r.tid)));
+      check('FS-BLOB-3', () => expect(blobDirFiles(s.blobDir!).filter((f) => !f.startsWith(`tmp${path.sep}`) && !committed.has(f)), 'files of the blob being received, outside tmp').toEqual([]));
+      throw new HarnessError(`no incoming blob file appeared in ${tmp} within 20 s, nor elsewhere in the blob directory: the partial blob cannot be watched`);
+    }
+    // the moment to cut: the file holds the five chunks sent (how soon they reach the disk is no rule's)
+    const partial = await until(`a file of ${sentBytes} bytes in ${tmp}`, () => {
+      const full = incoming().filter((f) => size(f) >= sentBytes);
+      return full.length ? full : null;
+    }, { timeoutMs: 20_000, seen }).catch((e: Error) => {
+      throw new HarnessError(`the incoming blob file did not reach the ${sentBytes} bytes sent: ${e.message}`);
+    });
     (await p.connection(0)).end();
     await check('WIRE-RECON-1', async () => (await p.connection(1, 10_000)).handshakeWithin(10_000));
     expect(incoming().filter((f) => partial.includes(f)), 'partial blob files left in tmp after the reconnection').toEqual([]);
-    go();
+    release();
     await check('WIRE-CLOSE-6', () => reaches(s, want.at(-1)!.tid));
     await s.node.stop();
     checkContent(fileContent(fs), want);

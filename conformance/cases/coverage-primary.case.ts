@@ -418,10 +418,7 @@ describe(`primary: ${iut.name}`, () => {
     const mar1 = tidFromParts({ year: 2027, month: 3, day: 1, hour: 10, minute: 0, second: 0 });
     const store = smallWith([nov31, feb30, mar1].map((tid, i) => oneRecord(tid, 0x40 + i, `odd date ${i}`)));
     const p = await startPrimary({ store, startFailure: 'FS-TID-6' });
-    const all = await FakeSecondary.connect(p.address);
-    all.handshake('zrs2.0', Z64);
-    await all.waitForTransactions(small.length + 3);
-    all.verify();
+    const all = await streamed(p.address, Z64, small.length + 3);
     check('FS-TID-6', () => expect(tids(all), 'the file, whose last three tids are of dates that do not exist').toEqual([...small.map((t) => t.tid), ...[nov31, feb30, mar1].map(hex)]));
     const mid = await streamed(p.address, nov31, 2);
     check('WIRE-HS-11', () => expect(tids(mid), 'after the start tid of November 31').toEqual([feb30, mar1].map(hex)));
@@ -491,7 +488,7 @@ describe(`primary: ${iut.name}`, () => {
     }
   });
 
-  it('[DEV-EXTASCII-1] Python 2 8-bit strings in a stored extension: text when they are ASCII, bytes otherwise', async (ctx) => {
+  it('[DEV-EXTASCII-1] [DEV-EXTASCII-4] Python 2 8-bit strings in a stored extension are decoded: text when they are ASCII, bytes otherwise', async (ctx) => {
     requires(ctx, iut, 'primary');
     const ascii = LATER;
     const latin = after(LATER, 1000);
@@ -502,9 +499,12 @@ describe(`primary: ${iut.name}`, () => {
     ]);
     const p = await startPrimary({ store });
     const s = await streamed(p.address, tidOf(small.at(-1)!.tid), 2, { timeoutMs: 5000 });
-    const extension = (i: number) => (s.transactions[i] ? JSON.stringify(pickleToManifestJson(s.transactions[i]!.begin.extension)) : 'not sent');
-    expect(extension(0), "the extension {'k': 'a'} stored with a Python 2 string").toBe(JSON.stringify({ dict: [['k', 'a']] }));
-    expect(extension(1), "the extension {'k': '\\xe9'} stored with a Python 2 string").toBe(JSON.stringify({ dict: [['k', { bytes: 'e9' }]] }));
+    check('DEV-EXTASCII-1', () => expect(tids(s), 'the transactions with Python 2 strings in their extension that were sent').toEqual([ascii, latin].map(hex)));
+    const extension = (i: number) => JSON.stringify(pickleToManifestJson(s.transactions[i]!.begin.extension));
+    check('DEV-EXTASCII-4', () => {
+      expect(extension(0), "the extension {'k': 'a'} stored with a Python 2 string").toBe(JSON.stringify({ dict: [['k', 'a']] }));
+      expect(extension(1), "the extension {'k': '\\xe9'} stored with a Python 2 string").toBe(JSON.stringify({ dict: [['k', { bytes: 'e9' }]] }));
+    });
     s.close();
   });
 
@@ -620,11 +620,7 @@ describe(`primary: ${iut.name}`, () => {
     const p = await startPrimary({ store: prepared(fixture('small', 'Data.fs'), (fs) => swapTids(fs, 16)) });
     // the start tid is the lower of the two swapped ones, now the tid of the 18th transaction:
     // the 17th, before it in the file, has a greater tid
-    const s = await FakeSecondary.connect(p.address);
-    s.handshake('zrs2.0', tidOf(small[16]!.tid));
-    await s.waitForTransactions(1, 5000);
-    await s.settle();
-    s.verify();
+    const s = await streamed(p.address, tidOf(small[16]!.tid), 1, { timeoutMs: 5000 });
     expect(tids(s)[0], 'the first transaction sent').toBe(small[17]!.tid);
     s.close();
   });
@@ -639,11 +635,7 @@ describe(`primary: ${iut.name}`, () => {
       r.close();
       const tpos = whole.at(-1)!.next;
       const p = await startPrimary({ store: prepared(fixture('incomplete', name)) });
-      const s = await FakeSecondary.connect(p.address);
-      s.handshake('zrs2.0', Z64);
-      await s.waitForTransactions(19);
-      await s.settle(300);
-      s.verify();
+      const s = await streamed(p.address, Z64, 19);
       checkTransactions(s.transactions.slice(0, 19), small.slice(0, 19));
       check('WIRE-TXN-4', () => expect(tids(s), 'what was sent: the whole transactions, nothing of the damaged tail').toEqual(small.slice(0, 19).map((t) => t.tid)));
       const saved = `${p.fs}.tr0`;
@@ -679,11 +671,7 @@ describe(`primary: ${iut.name}`, () => {
     });
     if (Object.keys(offsets).length !== 4) throw new HarnessError('the backpointer fixture was not built');
     const p = await startPrimary({ store });
-    const s = await FakeSecondary.connect(p.address);
-    s.handshake('zrs2.0', tidOf(small.at(-1)!.tid));
-    await s.waitForTransactions(6);
-    await s.settle();
-    s.verify();
+    const s = await streamed(p.address, tidOf(small.at(-1)!.tid), 6);
     check('WIRE-TXN-1', () => expect(tids(s)).toEqual(t.map(hex)));
     const rec = (i: number) => {
       const r = s.transactions[i]!.records[0]!;
@@ -704,11 +692,7 @@ describe(`primary: ${iut.name}`, () => {
   it('[DEV-TIMEOUT-4] [WIRE-KA-5] a secondary that sends no keep-alives is not dropped, and an idle primary sends nothing, keep-alives included', async (ctx) => {
     requires(ctx, iut, 'primary');
     const p = await startPrimary({ store: 'small' });
-    const s = await FakeSecondary.connect(p.address);
-    s.handshake('zrs2.0', Z64);
-    await s.waitForTransactions(small.length);
-    await s.settle(200);
-    s.verify();
+    const s = await streamed(p.address, Z64, small.length);
     checkTransactions(s.transactions, small);
     const before = s.received.length;
     await sleep(2000);
@@ -861,12 +845,9 @@ describe(`primary with blobs: ${iut.name}`, () => {
       append(fs, [{ tid, records: candidates.map(([, data], i) => ({ oid: oid(0x60 + i), serial: tid, data })) }]);
     });
     const p = await startPrimary({ store, blobs: true });
-    const s = await FakeSecondary.connect(p.address);
-    s.handshake('zrs2.1', tidOf(expectedTransactions('blobs').at(-1)!.tid));
-    expect(await s.waitForTransactions(1)).toBe(true);
-    s.verify();
-    const records = s.transactions[0]!.records;
-    expect(records).toHaveLength(candidates.length);
+    const s = await streamed(p.address, tidOf(expectedTransactions('blobs').at(-1)!.tid), 1, { protocol: 'zrs2.1' });
+    const records = s.transactions[0]?.records ?? [];
+    expect(records, 'the records of the transaction after the blobs store').toHaveLength(candidates.length);
     candidates.forEach(([what, data, blob], i) => {
       const r = records[i]!;
       expect(r.message.type, what).toBe(blob ? 'B' : 'S');
@@ -883,11 +864,7 @@ describe(`primary with blobs: ${iut.name}`, () => {
     const missing = { oid: oid(4), tid: tidOf('040d453df9802e11') };
     const store = blobStore((_, blobDir) => rmSync(new BlobDirectory(blobDir).blobPath(missing.oid, missing.tid)));
     const p = await startPrimary({ store, blobs: true });
-    const s = await FakeSecondary.connect(p.address);
-    s.handshake('zrs2.1', Z64);
-    await s.waitForTransactions(expected.length);
-    await s.settle();
-    s.verify();
+    const s = await streamed(p.address, Z64, expected.length, { protocol: 'zrs2.1' });
     const records = s.transactions.flatMap((t) => t.records);
     // the only B of 0 blocks is the real empty blob (oid 2)
     const zero = records.filter((r) => r.message.type === 'B' && (r.message as { blocks: number }).blocks === 0);
@@ -919,11 +896,7 @@ describe(`primary with blobs: ${iut.name}`, () => {
     ] as const) {
       const p = await startPrimary({ store: lawn(layout), blobs: true, startFailure: ids[0] });
       if (!existsSync(path.join(p.blobDir!, '0x02'))) throw new HarnessError('the lawn blob directory was not built');
-      const s = await FakeSecondary.connect(p.address);
-      s.handshake('zrs2.1', Z64);
-      await s.waitForTransactions(expected.length);
-      await s.settle();
-      s.verify();
+      const s = await streamed(p.address, Z64, expected.length, { protocol: 'zrs2.1' });
       checkTransactions(s.transactions, expected);
       const records = s.transactions.flatMap((t) => t.records);
       check([...ids], () => {

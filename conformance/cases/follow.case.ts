@@ -10,10 +10,10 @@ import { primaryIut, requires, startPrimary } from '../context.ts';
 import { FIXTURES } from '../env.ts';
 import { checkTransactions, expectedTransactions } from '../expected.ts';
 import { FakeSecondary, sleep } from '../peers/fake-secondary.ts';
+import { tids } from '../tids.ts';
 
 const iut = primaryIut();
 const meta = (tid: Buffer, d: string) => ({ tid, status: ' ', user: Buffer.alloc(0), description: Buffer.from(d), extension: Buffer.alloc(0) });
-const tids = (s: FakeSecondary) => s.transactions.map((t) => hex8(Buffer.from(t.begin.tid)));
 
 describe(`following a file: ${iut.name}`, () => {
   it('[WIRE-TXN-3] [WIRE-TXN-4] [FS-COMMIT-6] a transaction the owner commits goes out; a c record at the end is not sent, and goes out once finished; an aborted one never does', async (ctx) => {

@@ -22,7 +22,7 @@ import { primaryIut, PROPERTY_TIMEOUT_MS, propertyParameters, reaches, replayCom
 import { REPO_ROOT } from '../env.ts';
 import { compareTransactions } from '../expected.ts';
 import { byValue, checkContent, checkValid } from '../file-checks.ts';
-import { type IutNode, NodeStartError } from '../iut/node.ts';
+import type { ControlMessage, IutNode } from '../iut/node.ts';
 import { sleep } from '../peers/fake-secondary.ts';
 import { ReceivedStream, type ReceivedTransaction } from '../peers/received-stream.ts';
 import { FaultProxy, type Link, prng } from '../proxy/fault-proxy.ts';
@@ -140,30 +140,58 @@ function carried(link: Link): Carried | null {
   return { startTid: hex8(stream.startTid), transactions: stream.transactions, fault: stream.fault };
 }
 
+/** What a primary got wrong on a connection: the requirement, why, and (when all it got wrong is that the last transactions never came) the first one missing. */
+interface Fault {
+  id: string;
+  why: string;
+  missing?: string;
+}
+
 /**
  * What the primary serving `fs` got wrong on a connection: a fault of its stream, or the first
- * difference from what it had to send. Unless `whole`, the connection may have ended early
- * (then only what it carried is judged). `missing` is set when all it got wrong is that the
- * last transactions never came.
+ * difference from what it had to send; and the requirements the comparison exercised. Unless
+ * `whole`, the connection may have ended early (then only what it carried is judged).
  */
-function primaryFault(c: Carried, fs: string, whole: boolean): { id: string; why: string; missing?: string } | null {
-  if (c.fault) return c.fault;
+function judgeLink(c: Carried, fs: string, whole: boolean): { fault: Fault | null; exercised: Set<string> } {
+  if (c.fault) return { fault: c.fault, exercised: new Set() };
   const want = mustSend(fs, c.startTid);
   const judged = whole ? want : want.slice(0, c.transactions.length);
-  const { difference } = compareTransactions(c.transactions, judged, { first: 'WIRE-POS-2' });
-  if (!difference) return null;
+  const { difference, exercised } = compareTransactions(c.transactions, judged, { first: 'WIRE-POS-2' });
+  if (!difference) return { fault: null, exercised };
+  const at = (fault: Fault) => ({ fault, exercised });
   const sentAll = c.transactions.length < want.length && compareTransactions(c.transactions, want.slice(0, c.transactions.length)).difference === null;
   const why = `on the connection from ${c.startTid}: ${difference.message}`;
-  if (!sentAll) return { id: difference.id, why };
+  if (!sentAll) return at({ id: difference.id, why });
   const missing = want[c.transactions.length]!.tid;
   // the stream stopped at a `u` transaction of the file, which it was to skip and go past
   const file = fileContent(fs);
-  const at = file.findIndex((t) => t.tid === missing);
+  const from = file.findIndex((t) => t.tid === missing);
   const sent = new Set(c.transactions.map((t) => hex8(t.begin.tid)));
   let u: string | null = null;
-  for (let i = at - 1; i >= 0 && !sent.has(file[i]!.tid) && file[i]!.tid > c.startTid; i--) if (file[i]!.status === 'u') u = file[i]!.tid;
-  if (u) return { id: 'DEV-STATUS-5', why: `the stream stopped at ${u}, a transaction with status u, instead of going on with ${missing}`, missing };
-  return { id: difference.id, why, missing };
+  for (let i = from - 1; i >= 0 && !sent.has(file[i]!.tid) && file[i]!.tid > c.startTid; i--) if (file[i]!.status === 'u') u = file[i]!.tid;
+  if (u) return at({ id: 'DEV-STATUS-5', why: `the stream stopped at ${u}, a transaction with status u, instead of going on with ${missing}`, missing });
+  return at({ id: difference.id, why, missing });
+}
+
+/**
+ * The primary's first fault over every connection through `tap` that began with a whole
+ * handshake, each judged on what it carried, and the latest (`last`), when `whole`, on all it
+ * owed; with the requirements the comparisons exercised.
+ */
+function sentFault(tap: FaultProxy, fs: string, whole: boolean): { fault: Fault | null; exercised: Set<string>; last: Link | null } {
+  const links = tap.history.map((link) => ({ link, c: carried(link) })).filter((x): x is { link: Link; c: Carried } => x.c !== null);
+  const exercised = new Set<string>();
+  for (const [i, { c }] of links.entries()) {
+    const judged = judgeLink(c, fs, whole && i === links.length - 1);
+    for (const id of judged.exercised) exercised.add(id);
+    if (judged.fault) return { fault: judged.fault, exercised, last: links.at(-1)!.link };
+  }
+  return { fault: null, exercised, last: links.at(-1)?.link ?? null };
+}
+
+/** The blame for a fault of the upstream node: its own as a primary, or, for a chained node, WIRE-CHAIN-3 of the secondary. */
+function upstreamBlame(f: { id: string; why: string }, chained = false): Blame {
+  return chained ? new Blame('WIRE-CHAIN-3', 'secondary', `as a primary, the chained node broke ${f.id}: ${f.why}`) : new Blame(f.id, 'primary', f.why);
 }
 
 /** Where a stall is looked for: the relay in front of the primary, the file it serves, what is awaited. */
@@ -183,19 +211,21 @@ interface StallContext {
 
 /** Why a secondary did not get to `tid`: the requirement, and the side, that broke. */
 function stallBlame(x: StallContext, tid: string): Blame {
-  const upstream = (id: string, why: string) => (x.chained ? new Blame('WIRE-CHAIN-3', 'secondary', `as a primary, the chained node broke ${id}: ${why}`) : new Blame(id, 'primary', why));
+  const upstream = (id: string, why: string) => upstreamBlame({ id, why }, x.chained);
   const exit = (n: IutNode) => n.proc.exitCode ?? n.proc.signalCode;
   if (exit(x.primaryNode) !== null) return upstream('WIRE-TXN-3', `the node serving ${tid} exited (${exit(x.primaryNode)}): its streams ended`);
-  const link = x.tap.history.at(-1);
-  const c = link ? carried(link) : null;
-  if (c?.fault) return upstream(c.fault.id, c.fault.why);
+  // what any connection carried that the primary got wrong is its fault, whatever the secondary did
+  const sent = sentFault(x.tap, x.fs, false).fault;
+  if (sent) return upstream(sent.id, sent.why);
   if (exit(x.secondaryNode) !== null) return new Blame(x.unapplied ?? 'WIRE-TXN-10', 'secondary', `the secondary exited (${exit(x.secondaryNode)}) before it committed ${tid}`);
   if (!x.tap.links.size) return new Blame('WIRE-RECON-1', 'secondary', 'the secondary is not connected: it did not connect again after its connection ended');
+  const link = x.tap.history.at(-1)!;
+  const c = carried(link);
   if (!c) return new Blame('WIRE-HS-1', 'secondary', 'the secondary connected but did not send its handshake');
-  const f = primaryFault(c, x.fs, true);
+  const f = judgeLink(c, x.fs, true).fault;
   if (f) {
     // never sent on a connection that was open when it was committed, and still is: not streamed live
-    const live = f.missing !== undefined && x.committedOn?.get(f.missing)?.has(link!) === true;
+    const live = f.missing !== undefined && x.committedOn?.get(f.missing)?.has(link) === true;
     return live && f.id !== 'DEV-STATUS-5' ? upstream('WIRE-TXN-3', `${f.missing}, committed while the connection was open, was never sent on it`) : upstream(f.id, f.why);
   }
   return new Blame(x.unapplied ?? 'WIRE-TXN-10', 'secondary', `the primary sent everything up to ${tid} whole, with right digests, and the secondary did not commit it`);
@@ -211,19 +241,26 @@ async function awaitTid(s: { node: IutNode; fs: string }, tid: string, x: Omit<S
   }
 }
 
-/** Checks what the primary sent on the last connection through `tap`: all of `fs`, as it must be sent. */
+/**
+ * Checks what the primary serving `fs` sent through `tap`: every connection, on what it carried,
+ * and the latest one on all of `fs` it owed (the secondary reached the end of `fs`).
+ */
 function checkSent(tap: FaultProxy, fs: string, o: { chained?: boolean } = {}): void {
-  const link = tap.history.at(-1);
-  const c = link ? carried(link) : null;
-  if (!c) throw new HarnessError('no connection with a whole handshake went through the relay');
-  const { difference, exercised } = compareTransactions(c.transactions, mustSend(fs, c.startTid), { first: 'WIRE-POS-2' });
-  const f = c.fault ?? (difference ? { id: difference.id, why: `on the connection from ${c.startTid}: ${difference.message}` } : null);
-  if (f) fail(o.chained ? new Blame('WIRE-CHAIN-3', 'secondary', `as a primary, the chained node broke ${f.id}: ${f.why}`) : new Blame(f.id, 'primary', f.why));
+  const { fault, exercised, last } = sentFault(tap, fs, true);
+  if (!last) throw new HarnessError('no connection with a whole handshake went through the relay');
+  if (fault) fail(upstreamBlame(fault, o.chained));
   for (const id of o.chained ? ['WIRE-CHAIN-3'] : exercised) check(id, () => undefined, o.chained ? 'secondary' : 'primary');
 }
 
-/** Commits `records` on the primary; see commitOn. */
-const commit = (node: IutNode, records: { oid: string; data: string }[]) => commitOn(node, { records });
+/**
+ * A commit inside a property run: anything but success, within the request's time, is a Blame of
+ * CONF-CTL-6 on the primary, judged with the run's other failures once fast-check has shrunk them.
+ */
+async function commitInRun(node: IutNode, records: { oid: string; data: string }[]): Promise<string> {
+  const r: ControlMessage = await node.request('commit', { records }).catch((e: unknown) => ({ ok: false, error: e instanceof Error ? e.message : String(e) }));
+  if (r.ok !== true || typeof r.tid !== 'string' || !/^[0-9a-f]{16}$/.test(r.tid)) throw new Blame('CONF-CTL-6', 'primary', `the commit response: ${JSON.stringify(r).slice(0, 500)}`);
+  return r.tid;
+}
 
 // ---------------------------------------------------------------------------------------------
 
@@ -245,9 +282,12 @@ const step: fc.Arbitrary<Step> = fc.oneof(
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('latency' as const), ms: fc.integer({ min: 0, max: 20 }), jitter: fc.integer({ min: 0, max: 20 }) }) },
 );
 
-let oidCounter = 0;
-const records = (n: number, size: number) =>
-  Array.from({ length: n }, () => ({ oid: (oidCounter++ % 50).toString(16).padStart(16, '0'), data: Buffer.alloc(size, oidCounter % 251).toString('hex') }));
+/**
+ * `n` (at most 4) records of `size` bytes for commit number `at` of a case (the step of a
+ * schedule): a function of the run's seed and `at` alone, so that a replay commits what the run did.
+ */
+const records = (at: number, n: number, size: number) =>
+  Array.from({ length: n }, (_, j) => ({ oid: ((at * 4 + j) % 50).toString(16).padStart(16, '0'), data: Buffer.alloc(size, ((SEED >>> 0) + at * 4 + j) % 251).toString('hex') }));
 
 /**
  * Why a secondary's file `s` is not a prefix of the primary's `p` (or not equal, once `whole`):
@@ -259,11 +299,8 @@ function divergence(s: ReturnType<typeof replicated>, p: ReturnType<typeof repli
   const n = whole ? Math.max(s.length, p.length) : s.length;
   const at = Array.from({ length: n }, (_, i) => i).find((i) => !sameJson(s[i], p[i]));
   if (at === undefined) return null;
-  for (const link of tap.history) {
-    const c = carried(link);
-    const f = c && primaryFault(c, fs, false);
-    if (f) return new Blame(f.id, 'primary', f.why);
-  }
+  const sent = sentFault(tap, fs, false).fault;
+  if (sent) return upstreamBlame(sent);
   const got = s[at];
   const want = p[at];
   if (got && want && got.tid === want.tid) return new Blame('WIRE-CLOSE-6', 'secondary', `transaction ${want.tid} was committed other than whole: ${got.records.length} of its ${want.records.length} records, or other content`);
@@ -295,10 +332,7 @@ describe(`end to end: ${title}`, () => {
     const file = path.join(REPO_ROOT, 'fixtures/logs', name);
     const magic = readFileSync(file).subarray(0, 4).toString('latin1');
     // a primary that cannot serve a valid file: FS21 is a magic a reader should accept (FS-MAGIC-2)
-    const p = await startPrimary({ file, startFailure: null }).catch((e: unknown) => {
-      if (e instanceof NodeStartError && magic === 'FS21') fail(new Blame('FS-MAGIC-2', 'primary', `the primary refused a valid file with the magic FS21: ${e.message}`));
-      throw e;
-    });
+    const p = await startPrimary({ file, startFailure: magic === 'FS21' ? 'FS-MAGIC-2' : undefined });
     const tap = await FaultProxy.start(p.address, SEED);
     const s = await startSecondary({ from: tap.address });
     const want = replicated(fileContent(p.fs));
@@ -319,13 +353,16 @@ describe(`end to end: ${title}`, () => {
     const middle = await startSecondary({ from: upper.address, listen: true });
     const lower = await FaultProxy.start(middle.listen!, SEED);
     const leaf = await startSecondary({ from: lower.address });
-    const tid = await commit(p.node, records(2, 100));
+    const tid = await commitOn(p.node, { records: records(0, 2, 100) });
     await awaitTid(middle, tid, { tap: upper, fs: p.fs, primaryNode: p.node, committedOn: new Map([[tid, new Set(upper.links)]]) });
     await awaitTid(leaf, tid, { tap: lower, fs: middle.fs, primaryNode: middle.node, chained: true });
     // the leaf has it: the middle had committed it before it served it
     const served = fileContent(middle.fs).map((t) => t.tid);
     check('WIRE-CHAIN-1', () => expect(served, 'the middle node served a transaction it had not committed').toContain(tid), 'secondary');
     await leaf.node.stop();
+    // what reached the leaf came through both links: the primary's stream is judged first, so
+    // that what the chained node is blamed for below is its own
+    checkSent(upper, p.fs);
     checkSent(lower, middle.fs, { chained: true });
     checkContent(fileContent(leaf.fs), toReplicate(middle.fs), {}, 'secondary');
     check(
@@ -353,12 +390,10 @@ describe(`end to end: ${title}`, () => {
         let ok = false;
         try {
           let lastTid = Z64HEX;
-          for (const st of steps) {
+          for (const [at, st] of steps.entries()) {
             switch (st.kind) {
               case 'commit': {
-                const r = await p.node.request('commit', { records: records(st.records, st.size) });
-                if (r.ok !== true) throw new Blame('CONF-CTL-6', 'primary', `commit: ${JSON.stringify(r)}`);
-                lastTid = r.tid as string;
+                lastTid = await commitInRun(p.node, records(at, st.records, st.size));
                 committedOn.set(lastTid, new Set(proxy.links));
                 break;
               }
@@ -411,6 +446,11 @@ describe(`end to end: ${title}`, () => {
       propertyParameters(4, 25),
     );
     ctx.task.meta.runs = result.numRuns; // for the report (and the benchmark of the harness)
+    if (result.failed && result.interrupted && result.numRuns === 0 && result.counterexample === null) {
+      // the time budget ran out inside the first run: no schedule ran to its end, so the property
+      // neither held nor failed, and no requirement it cites can be proved or blamed
+      throw new HarnessError(`the property's time budget ran out before its first run ended (seed ${SEED}): no verdict on what it cites; run it alone, or with --full for a longer budget`);
+    }
     if (result.failed) {
       const transcript = failing ? saveTranscript(ctx.task.name, failing) : '(none)';
       const replay = replayCommand(result.counterexamplePath ?? '', 'random commits and random faults');
@@ -448,7 +488,7 @@ describe(`end to end: ${title}`, () => {
           expect(sent.filter((f) => f.length > 0).map((f) => f.toString('hex')), 'frames after the handshake that are not empty').toEqual([]);
         });
       }
-      const tid = await commit(p.node, records(1, 10));
+      const tid = await commitOn(p.node, { records: records(keepAlive ? 0 : 1, 1, 10) });
       // without keep-alives the middlebox killed the connection: reaching the commit needs a reconnection (WIRE-RECON-1)
       await awaitTid(s, tid, { tap: proxy, fs: p.fs, primaryNode: p.node, committedOn: new Map([[tid, new Set(proxy.links)]]) });
       await s.node.stop();
@@ -469,10 +509,8 @@ describe(`end to end: ${title}`, () => {
       const before = wholeContent(fs);
       const damaged = existsSync(fs) && checkFile(fs).violation !== null;
       const links = tap.history.length;
-      const s = await startSecondary({ from: tap.address, fs, startFailure: null }).catch((e: unknown) => {
-        if (e instanceof NodeStartError && damaged) fail(new Blame('FS-RECOVER-1', 'secondary', `restarted on its own file with a damaged tail, the secondary did not start: ${e.message}`));
-        throw e;
-      });
+      // a secondary that does not start again on its own file with a damaged tail does not recover it
+      const s = await startSecondary({ from: tap.address, fs, startFailure: damaged ? 'FS-RECOVER-1' : undefined });
       const handshake = await check(
         'WIRE-HS-1',
         () => until(`the handshake of the secondary's connection #${links + 1}`, () => (tap.history.length > links ? carried(tap.history[links]!) : null), { timeoutMs: 20_000 }),
@@ -492,11 +530,14 @@ describe(`end to end: ${title}`, () => {
       const s = await restart(round);
       // the kill comes at a moment of the run's seed while the commits stream, most likely inside a transaction
       const committing = (async () => {
-        for (let i = 0; i < 5; i++) lastTid = await commit(p.node, records(3, 50_000));
+        for (let i = 0; i < 5; i++) lastTid = await commitOn(p.node, { records: records(round * 5 + i, 3, 50_000) });
       })();
       await sleep(Math.floor(random() * 300));
       await s.node.kill();
       await committing;
+      // what the primary sent on every connection so far, first: what it got wrong is not the secondary's
+      const sent = sentFault(tap, p.fs, false).fault;
+      if (sent) fail(upstreamBlame(sent));
       // at worst a cut or unfinished last transaction; what is whole is what the primary sent, whole
       const v = checkFile(fs).violation;
       if (v && !(['FS-CHECK-4', 'FS-CHECK-6', 'FS-CHECK-7'].includes(v.rule) && atTail(fs, v.offset))) {
@@ -508,6 +549,7 @@ describe(`end to end: ${title}`, () => {
     const s = await restart(4);
     await awaitTid(s, lastTid, { tap, fs: p.fs, primaryNode: p.node });
     await s.node.stop();
+    checkSent(tap, p.fs); // a transaction the primary never sent is not the secondary's loss
     checkValid(fs, ['FS-RECOVER-1'], 'secondary');
     checkContent(fileContent(fs), toReplicate(p.fs), { missing: 'DEV-RESUME-1' }, 'secondary');
     await tap.stop();

@@ -63,6 +63,8 @@ export class NodeStartError extends NodeError {
   constructor(
     message: string,
     readonly exit: { code: number | null; signal: NodeJS.Signals | null } | null,
+    /** The tail of its standard error. */
+    readonly stderr = '',
   ) {
     super(message);
   }
@@ -145,7 +147,7 @@ export class IutNode {
     proc.once('error', (e) => (spawnError = e));
     const died = node.exited.then((exit) => {
       const why = spawnError ? `could not be started (${spawnError.message})` : `exited (${exit.signal ?? exit.code}) before it was ready`;
-      throw new NodeStartError(`${iut.name} ${role} ${why}: ${commandLine}\n${node.stderrTail()}`, exit);
+      throw new NodeStartError(`${iut.name} ${role} ${why}: ${commandLine}\n${node.stderrTail()}`, exit, node.stderrTail());
     });
     const ready = (async () => {
       const r = cmd.ready;

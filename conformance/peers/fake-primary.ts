@@ -7,10 +7,11 @@
 import net from 'node:net';
 import type { BlobDirectory } from '../../reference/filestorage/blobs.ts';
 import { FileStorageReader } from '../../reference/filestorage/reader.ts';
-import { FrameDecoder } from '../../reference/framing.ts';
+import { RunningChecksum } from '../../reference/checksum.ts';
+import { encodeFrame, FrameDecoder } from '../../reference/framing.ts';
 import type { Address } from '../../reference/net/address.ts';
 import { type Frame, transactionFrames } from '../../reference/primary/frames.ts';
-import type { TransactionMessage } from '../../reference/messages.ts';
+import { decodeMessage, encodeMessage, type Message, type TransactionMessage } from '../../reference/messages.ts';
 import { PyDict } from '../../reference/pickle/values.ts';
 import { type OutgoingRecord, StreamEncoder } from '../../reference/stream.ts';
 import { compareTids } from '../../reference/timestamp.ts';
@@ -92,6 +93,102 @@ export function storeFrames(store: string, startTid: Buffer, blobs: BlobDirector
   } finally {
     reader.close();
   }
+}
+
+/** The bytes of transactions' frames, headers and payloads, in order. */
+export const flat = (frames: Frame[][]): Uint8Array[] => frames.flat(2);
+
+/** The payloads of transactions' frames (without their headers), in order. */
+export const payloadsOf = (frames: Frame[][]): Uint8Array[] => frames.flat().map(([, p]) => p);
+
+/** A transaction to send: its `T` and its records. */
+export interface Transaction {
+  t: TransactionMessage;
+  records: OutgoingRecord[];
+}
+
+/** The payloads of one transaction; its `C` carries no real digest ({@link restream} gives it one). */
+export function transactionPayloads({ t, records }: Transaction): Uint8Array[] {
+  const out: Uint8Array[] = [encodeMessage(t)];
+  for (const r of records) out.push(encodeMessage(r.message), r.data ?? Buffer.alloc(0), ...(r.chunks ?? []));
+  out.push(encodeMessage({ type: 'C', checksum: Buffer.alloc(16) }));
+  return out;
+}
+
+/** A payload to send, or a `C` the caller writes itself from the digest of everything sent before it. */
+export type Sent = Uint8Array | ((digest: Buffer) => Uint8Array);
+
+/** The frames of `payloads` sent in order on a connection from `startTid`, hashed exactly as they are sent. */
+export function framesAsSent(startTid: Uint8Array, payloads: Sent[]): Uint8Array[] {
+  const sum = new RunningChecksum(startTid);
+  return payloads.map((p) => {
+    const payload = typeof p === 'function' ? p(sum.digest()) : p;
+    sum.update(payload);
+    return encodeFrame(payload);
+  });
+}
+
+/** A `C` carrying the digest of what was sent before it (in {@link framesAsSent}). */
+export const commitOf = (checksum: Buffer): Uint8Array => encodeMessage({ type: 'C', checksum });
+
+/**
+ * The frames of a stream of payloads sent on a connection from `startTid`: each control
+ * message is passed through `rewrite` (which may return other bytes for it), and every `C`
+ * gets the digest of what was actually sent before it.
+ */
+export function restream(payloads: Uint8Array[], startTid: Uint8Array, rewrite: (m: Message, payload: Uint8Array) => Uint8Array | null = () => null): Uint8Array[] {
+  const sent: Sent[] = [];
+  let raw = 0; // data and chunk frames still to come after the last S or B
+  for (const p of payloads) {
+    if (raw > 0) {
+      sent.push(p);
+      raw--;
+      continue;
+    }
+    const m = decodeMessage(p);
+    sent.push(m.type === 'C' ? commitOf : (rewrite(m, p) ?? p));
+    raw = m.type === 'S' ? 1 : m.type === 'B' ? 1 + m.blocks : 0;
+  }
+  return framesAsSent(startTid, sent);
+}
+
+/**
+ * A script that serves `store` correctly (its blobs from `blobs`), then the transactions of
+ * `extra` later than the start tid, to every connection from the start tid it sends.
+ */
+export function serveStore(store: string, blobs: BlobDirectory | null = null, extra: Transaction[] = []): (c: FakeConnection) => Promise<void> {
+  return async (c) => {
+    const { startTid } = await c.handshake;
+    const payloads = payloadsOf(storeFrames(store, startTid, blobs));
+    for (const x of extra) if (compareTids(x.t.tid, startTid) > 0) payloads.push(...transactionPayloads(x));
+    c.send(restream(payloads, startTid));
+  };
+}
+
+/**
+ * A fake primary whose first connection gets a damaged stream and every later one a correct
+ * stream, each for the start tid its connection sent. A later connection waits, after its
+ * handshake, until the case calls `release()`: what the case looks at between the two is not
+ * changed by the next connection. `then` runs on the first connection once its stream is sent
+ * (to wait for the secondary to close it, or to end it).
+ */
+export async function damagedOnce(o: {
+  damaged: (startTid: Buffer) => Uint8Array[];
+  correct: (startTid: Buffer) => Uint8Array[];
+  then?: (c: FakeConnection) => Promise<void>;
+}): Promise<{ primary: FakePrimary; release: () => void }> {
+  let release!: () => void;
+  const released = new Promise<void>((r) => (release = r));
+  const primary = await FakePrimary.listen(async (c, n) => {
+    const { startTid } = await c.handshake;
+    if (n > 0) {
+      await released;
+      return c.send(o.correct(startTid));
+    }
+    c.send(o.damaged(startTid));
+    await o.then?.(c);
+  });
+  return { primary, release };
 }
 
 /**
