@@ -24,7 +24,7 @@ import ZODB.config, ZODB.POSException, ZODB.serialize  # noqa: E402
 from ZODB.Connection import TransactionMetaData        # noqa: E402
 from ZODB.TimeStamp import TimeStamp                   # noqa: E402
 from zc.zrs.primary import Primary                     # noqa: E402
-from zc.zrs.secondary import Secondary                 # noqa: E402
+from zc.zrs.secondary import Secondary, SecondaryFactory  # noqa: E402
 
 log = logging.getLogger('zrs_node')
 out_lock = threading.Lock()  # the main thread answers, the reactor thread sends `committed`
@@ -171,6 +171,15 @@ def listen_address(primary):
     return f'[{host.host}]:{host.port}' if ':' in host.host else f'{host.host}:{host.port}'
 
 
+def use_delay(seconds):
+    """Makes every SecondaryFactory made from now on wait `seconds` before reconnecting."""
+    made = SecondaryFactory.__init__
+
+    def __init__(self, reactor, storage, reconnect_delay, *rest):
+        made(self, reactor, storage, seconds, *rest)
+    SecondaryFactory.__init__ = __init__
+
+
 def main(argv):
     if len(argv) not in (2, 3):
         sys.stderr.write(__doc__)
@@ -178,12 +187,14 @@ def main(argv):
     stop = []  # non-empty once the node is to stop; a signal handler must take no lock
     signal.signal(signal.SIGTERM, lambda *_: stop.append('SIGTERM'))
     signal.signal(signal.SIGINT, lambda *_: stop.append('SIGINT'))
+    if len(argv) == 3:
+        # before the storage opens: a Secondary connects as it is made, and a refused first
+        # attempt schedules its retry with the delay its factory holds at that moment
+        use_delay(float(argv[2]))
     with open(argv[1]) as f:
         storage = ZODB.config.storageFromFile(f)
     # a primary, or a secondary wrapping its file or (chained) a Primary
     primary = next((s for s in (storage, getattr(storage, '_storage', None)) if isinstance(s, Primary)), None)
-    if isinstance(storage, Secondary) and len(argv) == 3:
-        storage._factory.reconnect_delay = float(argv[2])
     send({'event': 'ready', 'role': 'secondary' if isinstance(storage, Secondary) else 'primary',
           'listen': None if primary is None else listen_address(primary),  # (a Primary has __len__)
           'lastTid': storage.lastTransaction().hex()})
