@@ -244,9 +244,14 @@ describe(`control channel: ${both}`, () => {
     const t = await commitOn(p.node, { records: [{ oid: oidHex(0xc1), data: '80034e2e' }] });
     await check('CONF-CTL-5', async () => expect(await p.node.lastTid(), 'last tid after a commit').toBe(t), 'primary');
 
+    // the first connection gets nothing until the first last-tid was asked: the answer must
+    // be the tid of the handshake, not of a transaction already applied
+    let go!: () => void;
+    const release = new Promise<void>((r) => (go = r));
     const fake = await FakePrimary.listen(async (c, n) => {
       const { startTid } = await c.handshake;
       const frames = storeFrames(fixture('small', 'Data.fs'), startTid);
+      if (n === 0) await release;
       c.send((n === 0 ? frames.slice(0, 5) : frames.slice(0, 3)).flat(2));
     });
     cleanup.push(() => fake.close());
@@ -262,6 +267,7 @@ describe(`control channel: ${both}`, () => {
       }
     };
     const first = await lastTid();
+    go();
     const h0 = await check('WIRE-HS-1', async () => (await fake.connection(0)).handshakeWithin(), 'secondary');
     check('CONF-CTL-5', () => expect(first, 'last tid of a secondary on a new file, against its first handshake').toBe(hex(h0.startTid)), 'secondary');
     let last = '';
