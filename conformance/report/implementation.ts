@@ -44,21 +44,26 @@ export function implementationReport(run: Report): string {
     '## Deviations',
     '',
     'Each requirement below fails against this implementation, as its expected-failures file says and',
-    'the run confirmed. spec/deviations.md tells what it does instead and what is required.',
+    'the run confirmed (one marked intermittent fails in some runs only, and the run exercised it).',
+    'spec/deviations.md tells what it does instead and what is required.',
   ];
   for (const r of run.requirements.filter((x) => x.state === 'expected-failure')) {
     const req = registry.get(r.id);
     const failing = run.evidence.filter((e) => e.id === r.id && !e.ok);
+    const intermittent = run.expectedFailures.some((e) => e.id === r.id && e.intermittent);
+    // an intermittent deviation is named by its role, whether or not this run saw it
+    const roles = failing.length ? [...new Set(failing.map((e) => e.subject))] : (req?.roles ?? []).filter((x) => x === 'primary' || x === 'secondary');
+    const cases = (list: { case: string }[]) => [...new Set(list.map((e) => e.case.replace(/^[^>]*> /, '')))].sort().map((c) => `- ${c}`);
     lines.push(
       '',
-      `### ${r.id} (${r.level}, ${[...new Set(failing.map((e) => e.subject))].sort().join(' and ')})`,
+      `### ${r.id} (${r.level}, ${roles.sort().join(' and ')}${intermittent ? ', intermittent' : ''})`,
       '',
       `> ${req?.text ?? '(not in the registry)'}`,
       '',
       `Why: ${r.expectedReason}.`,
       '',
-      'Shown by:',
-      ...[...new Set(failing.map((e) => e.case.replace(/^[^>]*> /, '')))].sort().map((c) => `- ${c}`),
+      ...(intermittent ? [`Intermittent: it shows in some runs only. This run ${failing.length ? 'showed it' : 'did not'}.`, ''] : []),
+      ...(failing.length ? ['Shown by:', ...cases(failing)] : ['Exercised by:', ...cases(run.evidence.filter((e) => e.id === r.id))]),
     );
   }
   const unexpected = run.requirements.filter((r) => r.state === 'fail' || r.state === 'unexpected-pass');

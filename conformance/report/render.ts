@@ -52,7 +52,9 @@ export function summary(v: RunVerdict, title: string): string {
   const expectedCount = (state: string) => v.expectedFailures.filter((e) => e.state === state).length;
   if (v.expectedFailures.length) {
     lines.push(
-      `expected failures: ${expectedCount('failed as expected')} failed as expected, ${expectedCount('unexpected pass')} passed, ` +
+      `expected failures: ${expectedCount('failed as expected')} failed as expected, ` +
+        (expectedCount('not observed (intermittent)') ? `${expectedCount('not observed (intermittent)')} intermittent not observed, ` : '') +
+        `${expectedCount('unexpected pass')} passed, ` +
         `${expectedCount('not exercised')} not exercised, ${expectedCount('not applicable')} not applicable (role not played)`,
     );
   }

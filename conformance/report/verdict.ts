@@ -39,6 +39,8 @@ export interface CaseResult {
 export interface ExpectedEntry {
   reason: string;
   roles: Subject[] | null;
+  /** The deviation shows only in some runs (a race in the implementation): a pass is "not observed", not stale. */
+  intermittent?: boolean;
 }
 
 /** An implementation as it plays a role in the run. */
@@ -87,7 +89,9 @@ export interface ExpectedOutcome {
   implementation: string;
   id: string;
   reason: string;
-  state: 'failed as expected' | 'unexpected pass' | 'not exercised' | 'not applicable';
+  /** Listed as `intermittent`: the deviation shows in some runs only. */
+  intermittent?: true;
+  state: 'failed as expected' | 'not observed (intermittent)' | 'unexpected pass' | 'not exercised' | 'not applicable';
 }
 
 export interface RunVerdict {
@@ -122,12 +126,12 @@ export function citedRequirements(name: string): string[] {
 
 /**
  * Reads an expected-failures file: one requirement ID a line, optionally the roles it fails in
- * (`(primary)`, `(secondary)`, `(primary, secondary)`), then `#` and the reason, which is
- * mandatory. Blank lines and lines starting with `#` are ignored.
+ * (`(primary)`, `(secondary)`, `(primary, secondary)`), optionally the word `intermittent`, then
+ * `#` and the reason, which is mandatory. Blank lines and lines starting with `#` are ignored.
  */
 export function readExpectedFailures(file: string): Map<string, ExpectedEntry> {
   const out = new Map<string, ExpectedEntry>();
-  const line = new RegExp(`^(${ID.source})\\s*(?:\\(([a-z, ]+)\\))?\\s*#\\s*(\\S.*)$`);
+  const line = new RegExp(`^(${ID.source})\\s*(?:\\(([a-z, ]+)\\))?\\s*(intermittent\\s*)?#\\s*(\\S.*)$`);
   readFileSync(file, 'utf8')
     .split('\n')
     .forEach((raw, i) => {
@@ -135,7 +139,7 @@ export function readExpectedFailures(file: string): Map<string, ExpectedEntry> {
       if (text === '' || text.startsWith('#')) return;
       const m = line.exec(text);
       const where = `${file}:${i + 1}`;
-      if (!m) throw new Error(`${where}: expected "REQUIREMENT-ID [(ROLES)]  # reason", got ${JSON.stringify(text)}`);
+      if (!m) throw new Error(`${where}: expected "REQUIREMENT-ID [(ROLES)] [intermittent]  # reason", got ${JSON.stringify(text)}`);
       let roles: Subject[] | null = null;
       if (m[2] !== undefined) {
         const words = m[2].split(',').map((w) => w.trim());
@@ -143,7 +147,7 @@ export function readExpectedFailures(file: string): Map<string, ExpectedEntry> {
         roles = words as Subject[];
       }
       if (out.has(m[1]!)) throw new Error(`${where}: ${m[1]} is listed twice`);
-      out.set(m[1]!, { reason: m[3]!, roles });
+      out.set(m[1]!, { reason: m[4]!, roles, ...(m[3] ? { intermittent: true } : {}) });
     });
   return out;
 }
@@ -224,6 +228,7 @@ export function judge(cases: CaseResult[], registry: Requirement[], setup: RunSe
   // Expected failures, per implementation and the roles it played in this run.
   const expectedFailures: ExpectedOutcome[] = [];
   const unexpectedPasses = new Set<string>();
+  const unobserved = new Map<string, string>(); // intermittent deviations that did not show this run, with why
   const seenPlayers = new Map<string, { player: Player; roles: Subject[] }>();
   for (const s of ['primary', 'secondary'] as const) {
     const key = player(s).name;
@@ -236,14 +241,17 @@ export function judge(cases: CaseResult[], registry: Requirement[], setup: RunSe
     for (const [id, e] of p.expected) {
       const r = byRequirement.get(id);
       const applies = entryRoles(e, r).filter((s) => roles.includes(s));
-      const base = { implementation: name, id, reason: e.reason };
+      const base = { implementation: name, id, reason: e.reason, ...(e.intermittent ? { intermittent: true as const } : {}) };
       if (!applies.length) {
         expectedFailures.push({ ...base, state: 'not applicable' });
         continue;
       }
       const mine = (evidenceOf.get(id) ?? []).filter((x) => applies.includes(x.subject));
       if (mine.some((x) => !x.ok)) expectedFailures.push({ ...base, state: 'failed as expected' });
-      else if (mine.length) {
+      else if (mine.length && e.intermittent) {
+        expectedFailures.push({ ...base, state: 'not observed (intermittent)' });
+        unobserved.set(id, e.reason);
+      } else if (mine.length) {
         expectedFailures.push({ ...base, state: 'unexpected pass' });
         unexpectedPasses.add(id);
         problems.push(`${id} is listed as an expected failure of ${name} but passes: remove it from the list`);
@@ -265,7 +273,7 @@ export function judge(cases: CaseResult[], registry: Requirement[], setup: RunSe
     let state: RequirementState;
     if (unexpected.length) state = 'fail';
     else if (unexpectedPasses.has(r.id)) state = 'unexpected-pass';
-    else if (expected.length) state = 'expected-failure';
+    else if (expected.length || unobserved.has(r.id)) state = 'expected-failure'; // a listed deviation, seen or not
     else if (ev.length) state = 'pass';
     else if (cs.some((c) => c.state === 'unsupported' || c.state === 'skipped')) state = 'unsupported';
     else state = cs.length && cs.every((c) => c.state === 'not-applicable') ? 'not applicable' : 'not covered';
@@ -274,7 +282,7 @@ export function judge(cases: CaseResult[], registry: Requirement[], setup: RunSe
       (strong(r.level) ? problems : warnings).push(`${r.id} (${r.level}) fails: ${why}`);
     }
     const failed = [...unexpected, ...expected];
-    const reason = expected.map((e) => listed(e.id, e.subject)!.reason)[0] ?? null;
+    const reason = expected.map((e) => listed(e.id, e.subject)!.reason)[0] ?? unobserved.get(r.id) ?? null;
     return {
       id: r.id,
       level: r.level,

@@ -41,6 +41,15 @@ describe('implementation report', () => {
     expect(text).not.toMatch(/durationMs|seed 5 \(/);
   });
 
+  it('shows an intermittent deviation whether or not the run saw it, and says which', () => {
+    const expected = new Map([['DEV-BLOB0-1', { reason: 'a race', roles: null, intermittent: true }]]);
+    const setup = { primary: { name: 'x', expected }, secondary: { name: 'x', expected } };
+    const report = (state: CaseResult['state']) =>
+      implementationReport({ ...judge([result('secondary: x > [DEV-BLOB0-1] a blob of zero blocks', state)], registry, setup), title: 't', primary: 'x', secondary: 'x', primaryDescriptor: 'x.json', seed: 5, filter: null } as Report);
+    expect(report('failed')).toMatch(/### DEV-BLOB0-1 \(SHOULD, secondary, intermittent\)\n\n> .+\n\nWhy: a race\.\n\nIntermittent: it shows in some runs only\. This run showed it\.\n\nShown by:\n- \[DEV-BLOB0-1\] a blob of zero blocks\n/);
+    expect(report('passed')).toMatch(/### DEV-BLOB0-1 \(SHOULD, secondary, intermittent\)\n\n> .+\n\nWhy: a race\.\n\nIntermittent: it shows in some runs only\. This run did not\.\n\nExercised by:\n- \[DEV-BLOB0-1\] a blob of zero blocks\n/);
+  });
+
   it('the committed report on zc.zrs shows as deviations exactly the entries of its expected-failures list', () => {
     const report = readFileSync(path.join(REPO_ROOT, 'conformance/iut/zc.zrs.report.md'), 'utf8');
     const shown = [...report.matchAll(/^### (\S+) \(/gm)].map((m) => m[1]).sort();
