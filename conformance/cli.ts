@@ -76,7 +76,9 @@ async function runApart(run: Run, o: { full: boolean; seed: number; filter?: str
   await new Promise((resolve) => child.once('exit', resolve));
   closeSync(out);
   const text = readFileSync(log, 'utf8');
-  console.log(text.slice(text.lastIndexOf('\nZRS conformance')).trim() || text.slice(-2000));
+  // the cell's summary, or the end of what it printed when it wrote none
+  const summaryAt = text.lastIndexOf('\nZRS conformance');
+  console.log(summaryAt >= 0 ? text.slice(summaryAt).trim() : text.slice(-2000));
   try {
     return JSON.parse(readFileSync(path.join(run.reportDir, 'conformance.json'), 'utf8')) as RunVerdict;
   } catch {

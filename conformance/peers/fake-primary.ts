@@ -17,6 +17,7 @@ import { type OutgoingRecord, StreamEncoder } from '../../reference/stream.ts';
 import { compareTids } from '../../reference/timestamp.ts';
 import { sleep } from './fake-secondary.ts';
 import { until } from '../wait.ts';
+import { after, oid as oidOf } from '../tids.ts';
 
 /** One connection from the secondary under test. */
 export class FakeConnection {
@@ -196,10 +197,8 @@ export async function damagedOnce(o: {
  * `n` × 1000 (as a u64), one record of oid 0x200 + n mod 5 whose data are two pickles.
  */
 export function generatedTransaction(base: Uint8Array, n: number): { t: TransactionMessage; records: OutgoingRecord[] } {
-  const tid = Buffer.from(base);
-  tid.writeBigUInt64BE(tid.readBigUInt64BE(0) + BigInt(n) * 1000n);
-  const oid = Buffer.alloc(8);
-  oid.writeBigUInt64BE(BigInt(0x200 + (n % 5)));
+  const tid = after(base, n * 1000);
+  const oid = oidOf(0x200 + (n % 5));
   const text = Buffer.from(`generated ${n}`);
   const length = Buffer.alloc(4);
   length.writeUInt32LE(text.length);

@@ -1,9 +1,10 @@
 /**
  * A report on one implementation that people can read without running anything: what it
  * passes, each deviation with the requirement's text and the implementation's reason, and what
- * was not run. Made from a run's `conformance.json`; it holds nothing that varies between runs
- * of the same seed (no durations, no timestamps), so that a committed copy can be compared with
- * a new run of that seed.
+ * was not run. Made from a run's `conformance.json`; it holds no durations or timestamps, so
+ * that a committed copy can be compared with a new run of the same seed. Only timing in the
+ * implementation can still make them differ: whether an intermittent deviation showed, and which
+ * cases that depend on timing (kill moments) saw a deviation.
  *
  *     npm run conformance:report -- reports/conformance/conformance.json conformance/iut/zc.zrs.report.md
  * @module
