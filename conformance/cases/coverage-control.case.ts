@@ -23,20 +23,14 @@ import type { ControlMessage, IutNode } from '../iut/node.ts';
 import { FakePrimary, storeFrames } from '../peers/fake-primary.ts';
 import { FakeSecondary, sleep } from '../peers/fake-secondary.ts';
 import { byValue, checkValid, prevPointers } from '../file-checks.ts';
+import { after, hex, tidOf } from '../tids.ts';
 
 const primary = primaryIut();
 const secondary = secondaryIut();
 const both = primary === secondary ? primary.name : `${primary.name} / ${secondary.name}`;
 const fixture = (...parts: string[]) => path.join(FIXTURES, ...parts);
 const small = fileContent(fixture('small', 'Data.fs'));
-const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
-const tidOf = (h: string) => Buffer.from(h, 'hex');
 const oidHex = (n: number) => n.toString(16).padStart(16, '0');
-const after = (t: Uint8Array, n: number) => {
-  const b = Buffer.from(t);
-  b.writeBigUInt64BE(b.readBigUInt64BE(0) + BigInt(n));
-  return b;
-};
 
 const cleanup: (() => unknown)[] = [];
 afterEach(async () => {
@@ -49,9 +43,6 @@ function prepared(from: string): string {
   writeFileSync(path.join(dir, 'Data.fs'), readFileSync(from));
   return path.relative(FIXTURES, dir);
 }
-
-/** Sends a raw line on the control channel. */
-const rawLine = (node: IutNode, line: string) => node.proc.stdin!.write(`${line}\n`);
 
 /** Control responses (messages without `event`) from index `from` on. */
 const responses = (node: IutNode, from: number) => node.messages.slice(from).filter((m) => !('event' in m));

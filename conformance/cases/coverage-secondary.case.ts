@@ -43,25 +43,12 @@ import { backpointersOf, byValue, checkContent, checkValid, extensionJson, prevP
 import { blobDirFiles, blobPlace } from '../blob-places.ts';
 import { check, independently } from '../checks.ts';
 import { expectedTransactions } from '../expected.ts';
+import { after, hex, LATER, oid, tidOf } from '../tids.ts';
 
 const iut = secondaryIut();
 const store = (name: string) => path.join(FIXTURES, name, 'Data.fs');
 const fixture = (...parts: string[]) => path.join(FIXTURES, ...parts);
 const small = fileContent(store('small'));
-const tidOf = (h: string) => Buffer.from(h, 'hex');
-const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
-const after = (t: Uint8Array, n: number) => {
-  const b = Buffer.from(t);
-  b.writeBigUInt64BE(b.readBigUInt64BE(0) + BigInt(n));
-  return b;
-};
-const oid = (n: number) => {
-  const b = Buffer.alloc(8);
-  b.writeBigUInt64BE(BigInt(n));
-  return b;
-};
-/** Later than every tid of the fixtures (2026-11-26). */
-const LATER = tidFromParts({ year: 2026, month: 11, day: 27, hour: 9, minute: 0, second: 0 });
 const keepAliveDelay = iut.features.has('fractionalDelays') ? 0.3 : 1;
 
 // ---- pickles written by hand, for messages in forms the reference encoder never writes ----

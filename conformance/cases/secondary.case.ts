@@ -22,11 +22,10 @@ import { damagedOnce, type FakeConnection, FakePrimary, flat, payloadsOf, restre
 import { sleep } from '../peers/fake-secondary.ts';
 import { prng } from '../proxy/fault-proxy.ts';
 import { until } from '../wait.ts';
+import { hex, tidOf } from '../tids.ts';
 
 const iut = secondaryIut();
 const store = (name: string) => path.join(FIXTURES, name, 'Data.fs');
-const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
-const tidOf = (h: string) => Buffer.from(h, 'hex');
 
 /** Serves `name` correctly to every connection, from the start tid each one sends. */
 const serving = (name: string, blobs = false): Promise<FakePrimary> =>
