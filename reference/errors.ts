@@ -49,3 +49,14 @@ export class FileFormatError extends ZrsError {
     this.offset = offset;
   }
 }
+
+/** The lock of a FileStorage file (`FILE.lock`, spec/file-format.md §7.1) could not be taken, or was lost. */
+export class FileLockError extends ZrsError {
+  /** Pid read from the lock file of a file that another process holds, when it names one. */
+  readonly holder: number | null;
+
+  constructor(code: string, message: string, holder: number | null = null, requirement?: string) {
+    super(code, message, requirement);
+    this.holder = holder;
+  }
+}

@@ -6,6 +6,17 @@
  */
 import { FramingError } from './errors.ts';
 
+/** What a receiver accepts at one point of the stream, and what it calls a refusal. */
+export interface FrameBound {
+  /** The largest payload accepted. */
+  max: number;
+  /** Error code and requirement ID of a refusal. */
+  code: string;
+  requirement: string;
+  /** What the frame is, for the message: `control message`, `record data frame`. */
+  what: string;
+}
+
 /** A frame header announced more than the receiver accepts. */
 export class FrameTooLargeError extends FramingError {
   /** Frames completed in the same `push` before the oversized header, in order. */
@@ -14,8 +25,9 @@ export class FrameTooLargeError extends FramingError {
   constructor(
     readonly length: number,
     readonly limit: number,
+    bound: Omit<FrameBound, 'max'> = { code: 'ERR_FRAME_TOO_LARGE', requirement: 'WIRE-FRAME-5', what: 'frame' },
   ) {
-    super('ERR_FRAME_TOO_LARGE', `frame of ${length} bytes exceeds the receive limit of ${limit}`, 'WIRE-FRAME-5');
+    super(bound.code, `${bound.what} of ${length} bytes exceeds the receive limit of ${limit}`, bound.requirement);
   }
 }
 
@@ -25,6 +37,10 @@ export const HEADER_SIZE = 4;
 export const MAX_FRAME = 0xffffffff;
 /** A primary refuses any frame from a secondary longer than this (protocol id ≤ 6, tid = 8). */
 export const PRIMARY_RECEIVE_LIMIT = 8;
+/** A secondary's default limit on a control message, checked before it is decoded (WIRE-FRAME-8). */
+export const DEFAULT_MAX_MESSAGE_SIZE = 1 << 20;
+/** A secondary's default limit on a record data frame or a blob chunk (WIRE-FRAME-9). */
+export const DEFAULT_MAX_RECORD_SIZE = 64 << 20;
 
 /** The 4-byte header of a frame with `length` payload bytes. */
 export function frameHeader(length: number): Buffer {
@@ -41,22 +57,30 @@ export function encodeFrame(payload: Uint8Array): Buffer {
   return Buffer.concat([frameHeader(payload.length), payload]);
 }
 
+/** The largest payload accepted: fixed, or asked of the caller at each header (limits by state). */
+export type FrameLimit = number | (() => FrameBound);
+
 /**
- * Incremental frame decoder. Feed it bytes as they arrive, split anywhere; it returns every
+ * Incremental frame decoder. Feed it bytes as they arrive, split anywhere; it yields every
  * frame completed so far, in order, including empty ones. The receive limit is checked as
- * soon as a header is complete, before any of the payload is awaited.
+ * soon as a header is complete, before any of the payload is awaited, and a payload that
+ * spans chunks is gathered into one buffer of its announced size.
  */
 export class FrameDecoder {
   private readonly header = Buffer.alloc(HEADER_SIZE);
   private headerFill = 0;
   /** Payload length of the frame being received, or -1 while reading a header. */
   private expected = -1;
-  private parts: Buffer[] = [];
-  private partsLength = 0;
+  /** The payload being gathered across chunks, and how much of it has arrived. */
+  private partial: Buffer | null = null;
+  private partialFill = 0;
   private failure: FramingError | undefined;
 
-  /** @param limit the largest payload accepted; larger headers raise {@link FrameTooLargeError}. */
-  constructor(readonly limit: number = MAX_FRAME) {}
+  /**
+   * @param limit the largest payload accepted; larger headers raise {@link FrameTooLargeError}.
+   * A function is called at each header, after every earlier frame has been delivered.
+   */
+  constructor(readonly limit: FrameLimit = MAX_FRAME) {}
 
   /** True when no partial frame is buffered. */
   get idle(): boolean {
@@ -69,11 +93,9 @@ export class FrameDecoder {
    * completed before it; after an error, every later call throws the same error.
    */
   push(chunk: Uint8Array): Buffer[] {
-    if (this.failure) throw this.failure;
-    const data = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
     const frames: Buffer[] = [];
     try {
-      this.consume(data, frames);
+      this.feed(chunk, (f) => frames.push(f));
     } catch (e) {
       if (e instanceof FrameTooLargeError) e.completed = frames;
       throw e;
@@ -81,7 +103,13 @@ export class FrameDecoder {
     return frames;
   }
 
-  private consume(data: Buffer, frames: Buffer[]): void {
+  /**
+   * Consumes `chunk`, handing each completed payload to `onFrame` before the next header is
+   * read, so that a limit function sees what that frame changed. Errors as {@link push}.
+   */
+  feed(chunk: Uint8Array, onFrame: (payload: Buffer) => void): void {
+    if (this.failure) throw this.failure;
+    const data = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
     let pos = 0;
     while (pos < data.length) {
       if (this.expected < 0) {
@@ -98,33 +126,39 @@ export class FrameDecoder {
           this.start(this.header.readUInt32BE(0));
         }
         if (this.expected === 0) {
-          frames.push(Buffer.alloc(0));
           this.expected = -1;
+          onFrame(Buffer.alloc(0));
         }
         continue;
       }
-      const want = this.expected - this.partsLength;
+      const want = this.expected - this.partialFill;
       const take = Math.min(want, data.length - pos);
-      if (this.partsLength === 0 && take === want) {
-        frames.push(data.subarray(pos, pos + take));
-      } else {
-        this.parts.push(data.subarray(pos, pos + take));
-        this.partsLength += take;
-        if (this.partsLength === this.expected) {
-          frames.push(Buffer.concat(this.parts, this.partsLength));
-          this.parts = [];
-          this.partsLength = 0;
-        }
+      if (this.partial === null && take === want) {
+        this.expected = -1;
+        pos += take;
+        onFrame(data.subarray(pos - take, pos));
+        continue;
       }
+      this.partial ??= Buffer.allocUnsafe(this.expected);
+      data.copy(this.partial, this.partialFill, pos, pos + take);
+      this.partialFill += take;
       pos += take;
-      if (this.partsLength === 0) this.expected = -1;
+      if (this.partialFill === this.expected) {
+        const payload = this.partial;
+        this.partial = null;
+        this.partialFill = 0;
+        this.expected = -1;
+        onFrame(payload);
+      }
     }
   }
 
   private start(length: number): void {
-    if (length > this.limit) {
-      this.failure = new FrameTooLargeError(length, this.limit);
-      throw this.failure;
+    if (typeof this.limit === 'number') {
+      if (length > this.limit) throw (this.failure = new FrameTooLargeError(length, this.limit));
+    } else {
+      const bound = this.limit();
+      if (length > bound.max) throw (this.failure = new FrameTooLargeError(length, bound.max, bound));
     }
     this.expected = length;
   }

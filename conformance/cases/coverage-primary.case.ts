@@ -15,13 +15,15 @@ import { pickleToManifestJson } from '../../reference/pickle/json.ts';
 import { Op } from '../../reference/pickle/opcodes.ts';
 import { StreamDecoder } from '../../reference/stream.ts';
 import { tidFromParts, Z64 } from '../../reference/timestamp.ts';
-import { check, HarnessError } from '../checks.ts';
+import { check, HarnessError, independently } from '../checks.ts';
 import { commitOn, loopback, markUndone, primaryIut, requires, startPrimary, workdir } from '../context.ts';
 import { FIXTURES } from '../env.ts';
 import { checkTransactions, expectedTransactions, firstDifference } from '../expected.ts';
 import { FakeSecondary, sleep } from '../peers/fake-secondary.ts';
 import { blobDirFiles, blobPlace } from '../blob-places.ts';
 import { after, hex, LATER, oid, tidOf, tids } from '../tids.ts';
+import * as floors from '../pickle-floors.ts';
+import type { PyDict } from '../../reference/pickle/values.ts';
 
 const iut = primaryIut();
 const fixture = (...parts: string[]) => path.join(FIXTURES, ...parts);
@@ -518,6 +520,29 @@ describe(`primary: ${iut.name}`, () => {
       expect(extension(1), "the extension {'k': '\\xe9'} stored with a Python 2 string").toBe(JSON.stringify({ dict: [['k', { bytes: 'e9' }]] }));
     });
     s.close();
+  });
+
+  it('[WIRE-PICKLE-16] [WIRE-PICKLE-17] [WIRE-PICKLE-18] stored extensions at the decoding floors (lists 400 deep, a 4300-digit integer, 449 memo fetches of a 1000-item list) are sent', async (ctx) => {
+    requires(ctx, iut, 'primary');
+    const cases = [
+      { id: 'WIRE-PICKLE-16', stored: floors.storedExtension.depth(), sent: (e: PyDict) => expect(floors.listDepth(e.get('d')), 'depth of the nested lists sent').toBe(floors.DEPTH) },
+      { id: 'WIRE-PICKLE-17', stored: floors.storedExtension.integer(), sent: (e: PyDict) => expect(e.get('i') === floors.BIG, 'the 4300-digit integer sent').toBe(true) },
+      { id: 'WIRE-PICKLE-18', stored: floors.storedExtension.shared(), sent: (e: PyDict) => expect(floors.isSharedLists(e.get('e')), 'the shared lists sent, each whole').toBe(true) },
+    ];
+    const steps = cases.map(({ id, stored, sent }) => async () => {
+      const p = await startPrimary({ store: smallWith([oneRecord(LATER, 0x48, id, { extension: stored })]) });
+      const s = await streamed(p.address, tidOf(small.at(-1)!.tid), 1, { timeoutMs: 20_000 });
+      try {
+        check(id, () => {
+          expect(tids(s), 'the transaction with the extension at the floor was sent').toEqual([hex(LATER)]);
+          sent(s.transactions[0]!.begin.extension);
+        });
+      } finally {
+        s.close();
+        await p.node.stop();
+      }
+    });
+    await independently(...steps);
   });
 
   it('[WIRE-TXN-7] a stored extension that calls a function is not run by the primary', async (ctx) => {

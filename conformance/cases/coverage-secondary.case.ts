@@ -41,9 +41,12 @@ import { sleep } from '../peers/fake-secondary.ts';
 import { prng } from '../proxy/fault-proxy.ts';
 import { backpointersOf, byValue, checkContent, checkValid, extensionJson, prevPointers, versionedRecords } from '../file-checks.ts';
 import { blobDirFiles, blobPlace } from '../blob-places.ts';
+import { canMountTmpfs, mountTmpfs } from '../tmpfs.ts';
 import { check, independently } from '../checks.ts';
 import { expectedTransactions } from '../expected.ts';
 import { after, hex, LATER, oid, tidOf } from '../tids.ts';
+import * as floors from '../pickle-floors.ts';
+import { loadPickle } from '../../reference/pickle/decoder.ts';
 
 const iut = secondaryIut();
 const store = (name: string) => path.join(FIXTURES, name, 'Data.fs');
@@ -425,6 +428,106 @@ describe(`secondary: ${iut.name}`, () => {
     check('WIRE-FRAME-6', () => expect(t.records[0]?.data === hex(big), 'the 5 MiB record data').toBe(true));
     check('WIRE-FRAME-4', () => expect(t.records.slice(1).map((r) => r.data)).toEqual(lookAlikes.map((d) => hex(d))));
   });
+
+  it('[WIRE-FRAME-6] the largest control message a valid file gives (a T of about 320 kB) and a 64 MiB data frame are stored', async (ctx) => {
+    requires(ctx, iut, 'secondary');
+    const tid = LATER;
+    // user and description of 65535 bytes above 0x7f (two bytes each in the pickle), an extension of 60 kB
+    const t: TransactionMessage = { ...txn(tid), user: Buffer.alloc(0xffff, 0xff), description: Buffer.alloc(0xffff, 0xfe), extension: new PyDict([['note', 'é'.repeat(30_000)]]) };
+    const size = encodeMessage(t).length;
+    const big = Buffer.alloc(64 << 20);
+    for (let i = 0; i < big.length; i += 4096) big.writeUInt32BE(i, i);
+    const p = await serving('small', false, [{ t, records: [record(0x73, tid, big)] }]);
+    const s = await startSecondary({ from: p.address });
+    await check('WIRE-FRAME-6', () => reaches(s, hex(tid), 120_000));
+    await s.node.stop();
+    const stored = transactionOf(s.fs, tid)!;
+    check('WIRE-FRAME-6', () => {
+      expect(size, 'the T message (bytes)').toBeGreaterThan(300_000);
+      expect(stored.user === hex(t.user) && stored.description === hex(t.description), 'the user and description of the large T').toBe(true);
+      expect(stored.records[0]?.data === hex(big), 'the 64 MiB record data').toBe(true);
+    });
+  }, 180_000);
+
+  it.for([
+    { id: 'WIRE-PICKLE-16', what: 'lists nested 400 deep', extension: floors.extensionValue.depth, stored: (e: PyDict) => floors.listDepth(e.get('d')) === floors.DEPTH },
+    { id: 'WIRE-PICKLE-17', what: 'a 4300-digit integer', extension: floors.extensionValue.integer, stored: (e: PyDict) => e.get('i') === floors.BIG },
+  ])('[WIRE-PICKLE-16] [WIRE-PICKLE-17] an extension at a decoding floor is stored: $what', async ({ id, what, extension, stored }, ctx) => {
+    requires(ctx, iut, 'secondary');
+    const p = await serving('small', false, [{ t: { ...txn(LATER, what), extension: extension() }, records: [record(0x75, LATER, B('x'))] }]);
+    const s = await startSecondary({ from: p.address });
+    await check(id, () => reaches(s, hex(LATER), 30_000));
+    await s.node.stop();
+    check(id, () => expect(stored(loadPickle(Buffer.from(transactionOf(s.fs, LATER)!.extension, 'hex')) as PyDict), `the stored extension holds ${what}`).toBe(true));
+  });
+
+  it('[WIRE-FRAME-8] [WIRE-FRAME-9] a header announcing 4 GiB where a control message, or a record\'s data, is expected ends the connection at once', async (ctx) => {
+    requires(ctx, iut, 'secondary');
+    const announce = Buffer.from('ffffffff', 'hex');
+    const closedBySecondary: boolean[] = [];
+    const p = await fake(async (c, n) => {
+      const { startTid } = await c.handshake;
+      if (n >= 2) return c.send(smallStream(startTid));
+      const e = new StreamEncoder(startTid);
+      const begin = e.message(txn(LATER));
+      c.send(n === 0 ? [...begin, announce] : [...begin, ...e.message(record(1, LATER, B('x')).message), announce]);
+      closedBySecondary[n] = await c.waitForClose(5_000);
+      c.destroy(); // a secondary without the limit waits for the 4 GiB: go on without it
+    });
+    const s = await startSecondary({ from: p.address, reconnectDelay: 0.2 });
+    await check('WIRE-RECON-1', () => reaches(s, small.at(-1)!.tid, 60_000));
+    await s.node.stop();
+    await independently(
+      () => check('WIRE-FRAME-8', () => expect(closedBySecondary[0], 'closed within 5 s of a 4 GiB header where a control message was expected').toBe(true)),
+      () => check('WIRE-FRAME-9', () => expect(closedBySecondary[1], 'closed within 5 s of a 4 GiB header where record data was expected').toBe(true)),
+      () => check('WIRE-CLOSE-6', () => expect(fileContent(s.fs).map((t) => t.tid)).toEqual(small.map((t) => t.tid))),
+    );
+  });
+
+  it('[FS-FAIL-1] [FS-FAIL-2] a disk that fills during a catch-up: the file keeps whole transactions, the node keeps running, and it converges once space is back', async (ctx) => {
+    requires(ctx, iut, 'secondary');
+    if (!canMountTmpfs) ctx.skip('skipped: mounting a small tmpfs for the secondary needs root');
+    // 24 MB in 12 transactions of two 1 MB records after small, into 8 MB
+    let tid = LATER;
+    const extra: Transaction[] = [];
+    for (let t = 0; t < 12; t++) {
+      tid = after(tid, 1);
+      extra.push({ t: txn(tid, `big ${t}`), records: [0, 1].map((i) => record(0x100 + t * 2 + i, tid, Buffer.alloc(1 << 20, t * 2 + i + 1))) });
+    }
+    const disk = path.join(workdir(), 'disk');
+    const tmpfs = mountTmpfs(disk, '8m');
+    try {
+      // the second connection waits until the case has looked at the file, at rest between two attempts
+      const serve = serveStore(store('small'), null, extra);
+      let release!: () => void;
+      const gate = new Promise<void>((r) => (release = r));
+      const p = await fake(async (c, n) => {
+        if (n === 1) await gate;
+        return serve(c);
+      });
+      const s = await startSecondary({ from: p.address, fs: path.join(disk, 'Data.fs'), reconnectDelay: 0.2 });
+      const first = await check('WIRE-ADDR-6', () => p.connection(0));
+      const ended = await first.waitForClose(60_000);
+      await sleep(500);
+      check('FS-FAIL-1', () => expect(s.node.log().exit, 'the secondary exited after its disk filled').toBeNull());
+      check('FS-FAIL-2', () => expect(ended, 'the secondary closed its connection once its disk was full').toBe(true));
+      await check('FS-FAIL-2', async () => (await p.connection(1, 30_000)).handshakeWithin(10_000));
+      checkValid(s.fs, ['FS-FAIL-1']);
+      const served = [...small.map((t) => t.tid), ...extra.map((x) => hex(x.t.tid))];
+      check('FS-FAIL-1', () => {
+        const kept = fileContent(s.fs).map((t) => t.tid);
+        expect(kept, 'the file while the disk is full: whole transactions, a prefix of those served').toEqual(served.slice(0, kept.length));
+      });
+      release();
+      await check('FS-FAIL-2', () => until('a third connection: the secondary tried again', () => p.connections.length >= 3, { timeoutMs: 30_000, everyMs: 50 }));
+      tmpfs.resize('64m');
+      await check('FS-FAIL-2', () => reaches(s, served.at(-1)!, 60_000));
+      await s.node.stop();
+      checkValid(s.fs, ['FS-FAIL-1']);
+    } finally {
+      tmpfs.unmount();
+    }
+  }, 180_000);
 
   it('[WIRE-SUM-9] [WIRE-TXN-13] a C without digest (C0) is a protocol error: the transaction is not committed and the secondary closes', async (ctx) => {
     requires(ctx, iut, 'secondary');

@@ -19,6 +19,7 @@ import { CommitSignal } from '../../reference/primary/signal.ts';
 import { Secondary } from '../../reference/secondary/secondary.ts';
 import { StreamDecoder, StreamEncoder } from '../../reference/stream.ts';
 import { compareTids, Z64 } from '../../reference/timestamp.ts';
+import { ZrsError } from '../../reference/errors.ts';
 
 /** A mutation: the requirement it breaks, the role it concerns, and the patch. */
 export interface Mutation {
@@ -310,6 +311,30 @@ export const MUTATIONS: Record<string, Mutation> = {
       patch(SecondaryApplier, 'begin', (original) => function (this: Any, m: unknown) {
         const t = m as { status: string };
         return original.call(this, t.status === 'c' || t.status === 'u' ? { ...t, status: ' ' } : t);
+      });
+    },
+  },
+  'storage-failure-exits': {
+    breaks: 'FS-FAIL-1',
+    role: 'secondary',
+    what: 'exits on a local storage failure (a full disk) instead of abandoning the transaction and going on',
+    apply() {
+      patch(Secondary, 'storageFailed', () => function () {
+        process.exit(1);
+      });
+    },
+  },
+  'shallow-extensions': {
+    breaks: 'WIRE-PICKLE-16',
+    role: 'secondary',
+    what: 'refuses an extension whose values nest deeper than 300 levels, under the floor of 500',
+    apply() {
+      patch(SecondaryApplier, 'begin', (original) => function (this: Any, m: unknown) {
+        const depth = (v: unknown): number => (Array.isArray(v) ? 1 + Math.max(0, ...v.map(depth)) : 0);
+        for (const [, v] of (m as { extension: { entries: [unknown, unknown][] } }).extension.entries) {
+          if (depth(v) > 300) throw new ZrsError('ERR_PICKLE_TOO_DEEP', 'extension nested deeper than 300');
+        }
+        return original.call(this, m);
       });
     },
   },

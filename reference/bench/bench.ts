@@ -209,7 +209,7 @@ async function commitSteadily(p: BenchNode, rate: number, count: number): Promis
 /** Commit-to-replica latency at a steady commit rate, with `n` secondaries. */
 async function latencyCase(n: number, rate: number, seconds: number): Promise<void> {
   progress(`latency with ${n} secondar${n === 1 ? 'y' : 'ies'}`);
-  const p = await BenchNode.start(['primary', '--fs', path.join(work, `lat-${n}.fs`), '--listen', '127.0.0.1:0']);
+  const p = await BenchNode.start(['primary', '--create', '--fs', path.join(work, `lat-${n}.fs`), '--listen', '127.0.0.1:0']);
   const secondaries = await Promise.all(
     Array.from({ length: n }, (_, i) => BenchNode.start(['secondary', '--fs', path.join(work, `lat-${n}-${i}.fs`), '--from', p.ready.listen as string])),
   );

@@ -18,13 +18,13 @@ const NODE_OPTIONS = '[--status-listen ADDR] [--control stdio] [--log-format tex
 const COMMANDS: Record<string, { run: (args: string[], out: Output) => number | Promise<number>; usage: string }> = {
   primary: {
     run: primaryCommand,
-    usage: `zrs primary --fs FILE --listen ADDR [--blob-dir DIR] [--follow] [--shutdown-timeout S] [--zookeeper CONN --register PATH] ${NODE_OPTIONS}`,
+    usage: `zrs primary --fs FILE --listen ADDR [--create] [--blob-dir DIR] [--follow] [--shutdown-timeout S] [--handshake-timeout S] [--max-connections N] [--zookeeper CONN --register PATH] ${NODE_OPTIONS}`,
   },
   secondary: {
     run: secondaryCommand,
     usage: `zrs secondary --fs FILE (--from ADDR | --zookeeper CONN --discover PATH [--discover-zookeeper CONN]) [--blob-dir DIR] [--listen ADDR] [--register PATH] [--keep-alive-delay S] [--reconnect-delay S] [--sync every|group] ${NODE_OPTIONS}`,
   },
-  run: { run: runCommand, usage: `zrs run --config FILE [--register-listen ADDR] [--reconnect-delay S] ${NODE_OPTIONS}` },
+  run: { run: runCommand, usage: `zrs run --config FILE [--register-listen ADDR] [--reconnect-delay S] [--handshake-timeout S] [--max-connections N] ${NODE_OPTIONS}` },
   lag: { run: lag, usage: 'zrs lag [-w S] [-e S] [-m] PRIMARY SECONDARY   lag of a secondary (status address or file), nagios-style' },
   fsck: { run: fsck, usage: 'zrs fsck [--json] [--blob-dir DIR] FILE...   check FileStorage files against every validity rule' },
   fsdump: { run: fsdump, usage: 'zrs fsdump [--json] [--blob-dir DIR] FILE   one line per transaction and per data record' },

@@ -1,12 +1,15 @@
 /**
  * `zrs primary`, `zrs secondary` and `zrs run --config FILE`: the two roles as long-running
  * processes. They stop gracefully on SIGTERM or SIGINT, or on `shutdown` over the control
- * channel.
+ * channel; a node that loses the lock of its file (FS-LOCK-5) stops too, with exit status 1.
  * @module
  */
 import { parseArgs } from 'node:util';
 import { Discovery } from '../discovery/discover.ts';
 import { Registration } from '../discovery/register.ts';
+import type { FileLock } from '../filestorage/lock.ts';
+import { MAX_FRAME } from '../framing.ts';
+import { EXTENSION_POLICIES, type ExtensionPolicy } from '../secondary/extension-policy.ts';
 import { type Address, formatAddress, parseAddress } from '../net/address.ts';
 import { type Level, type Logger, streamLogger } from '../net/log.ts';
 import { type NodeStatus, serveStatus } from '../net/status.ts';
@@ -16,6 +19,7 @@ import { hex8 } from '../timestamp.ts';
 import { type ControlTarget, serveControl } from './control.ts';
 import { type Output, UsageError } from './output.ts';
 import { ProgressLine, showCatchUp } from './progress.ts';
+import { checkServedFile } from './served-file.ts';
 import { readZrsConfig } from './zconfig.ts';
 import { isZooKeeperPath } from '../discovery/path.ts';
 
@@ -58,6 +62,59 @@ function seconds(v: Record<string, string | boolean | undefined>, name: string, 
   return Number(x);
 }
 
+function count(v: Record<string, string | boolean | undefined>, name: string, fallback: number): number {
+  const x = v[name];
+  if (x === undefined) return fallback;
+  if (typeof x !== 'string' || !/^[0-9]+$/.test(x)) throw new UsageError(`--${name} takes a whole number, not ${JSON.stringify(x)}`);
+  return Number(x);
+}
+
+/** Options of a primary's connection limits (wire-protocol §9.7); 0 turns a limit off. */
+const LIMITS: OptionSpec = {
+  'handshake-timeout': { type: 'string' },
+  'max-connections': { type: 'string' },
+};
+
+/** What `--handshake-timeout S` and `--max-connections N` ask for; the primary's defaults otherwise. */
+function limits(v: Record<string, string | boolean | undefined>): { handshakeTimeoutMs?: number; maxConnections?: number } {
+  return {
+    ...(v['handshake-timeout'] !== undefined ? { handshakeTimeoutMs: seconds(v, 'handshake-timeout', 0) * 1000 } : {}),
+    ...(v['max-connections'] !== undefined ? { maxConnections: count(v, 'max-connections', 0) } : {}),
+  };
+}
+
+/** A size in bytes: a whole number, or with K, M or G for KiB, MiB or GiB. */
+function size(v: Record<string, string | boolean | undefined>, name: string): number | undefined {
+  const x = v[name];
+  if (x === undefined) return undefined;
+  const m = typeof x === 'string' ? /^([0-9]+)([KMG]?)$/.exec(x) : null;
+  const n = m ? Number(m[1]) * 1024 ** ' KMG'.indexOf(m[2] || ' ') : NaN;
+  if (!m || n < 1 || n > MAX_FRAME) throw new UsageError(`--${name} takes a size in bytes from 1 to 4G-1 (suffix K, M or G), not ${JSON.stringify(x)}`);
+  return n;
+}
+
+/** Options of what a secondary accepts and stores: receive limits (wire-protocol §3.1), extension policy (§6.5). */
+const RECEIVE_LIMITS: OptionSpec = {
+  'max-message-size': { type: 'string' },
+  'max-record-size': { type: 'string' },
+  'extension-globals': { type: 'string' },
+};
+
+/** What `--max-message-size`, `--max-record-size` and `--extension-globals` ask for; the secondary's defaults otherwise. */
+function receiveLimits(v: Record<string, string | boolean | undefined>): { maxMessageSize?: number; maxRecordSize?: number; extensionGlobals?: ExtensionPolicy } {
+  const maxMessageSize = size(v, 'max-message-size');
+  const maxRecordSize = size(v, 'max-record-size');
+  const policy = v['extension-globals'];
+  if (policy !== undefined && !EXTENSION_POLICIES.includes(policy as ExtensionPolicy)) {
+    throw new UsageError(`--extension-globals is ${EXTENSION_POLICIES.join(', ')}, not ${JSON.stringify(policy)}`);
+  }
+  return {
+    ...(maxMessageSize !== undefined ? { maxMessageSize } : {}),
+    ...(maxRecordSize !== undefined ? { maxRecordSize } : {}),
+    ...(policy !== undefined ? { extensionGlobals: policy as ExtensionPolicy } : {}),
+  };
+}
+
 /** The logger of the options; with a progress line, log lines go above it. */
 function logger(v: Record<string, string | boolean | undefined>, name: string, line: ProgressLine | null = null) {
   const format = v['log-format'];
@@ -83,7 +140,8 @@ async function statusServer(v: Record<string, string | boolean | undefined>, sta
 }
 
 /** Runs a node until it is told to stop; resolves with the exit status. */
-async function serve(target: ControlTarget, withControl: boolean, ready: Record<string, string | null>, onCommit?: (f: (tid: Buffer) => void) => void): Promise<number> {
+async function serve(target: ControlTarget, withControl: boolean, ready: Record<string, string | null>, lock: FileLock | null, onCommit?: (f: (tid: Buffer) => void) => void): Promise<number> {
+  let status = 0;
   let stop!: () => void;
   const stopped = new Promise<void>((r) => (stop = r));
   const shutdown = async () => {
@@ -94,12 +152,16 @@ async function serve(target: ControlTarget, withControl: boolean, ready: Record<
   };
   process.on('SIGTERM', shutdown);
   process.on('SIGINT', shutdown);
+  lock?.once('lost', () => {
+    status = 1;
+    void shutdown();
+  });
   const control = withControl ? serveControl({ ...target, shutdown: async () => void (await shutdown()) }) : null;
   control?.send({ event: 'ready', role: target.role, ...ready, lastTid: hex8(target.lastTid()) });
   if (control) onCommit?.((tid) => control.send({ event: 'committed', tid: hex8(tid) }));
   await stopped;
   control?.flush(); // what the shutdown committed
-  return 0;
+  return status;
 }
 
 /** Options of ZooKeeper registration and discovery (spec/discovery.md). */
@@ -126,14 +188,19 @@ async function register(zk: { zookeeper: string; path: string } | null, listenin
   return Registration.start({ zookeeper: zk.zookeeper, path: zk.path, address: listening, logger: log });
 }
 
-/** `zrs primary --fs FILE --listen ADDR [--blob-dir DIR] [--follow] [--zookeeper CONN --register PATH]` */
+/**
+ * `zrs primary --fs FILE --listen ADDR [--create] [--blob-dir DIR] [--follow] [--handshake-timeout S]
+ * [--max-connections N] [--zookeeper CONN --register PATH]`
+ */
 export async function primaryCommand(args: string[], _out: Output): Promise<number> {
   const v = options(args, {
     fs: { type: 'string' },
     listen: { type: 'string' },
+    create: { type: 'boolean' },
     'blob-dir': { type: 'string' },
     follow: { type: 'boolean' },
     'shutdown-timeout': { type: 'string' },
+    ...LIMITS,
     ...ZOOKEEPER,
   });
   const withControl = controlMode(v);
@@ -142,11 +209,14 @@ export async function primaryCommand(args: string[], _out: Output): Promise<numb
   const zk = registration(v);
   // Registered primaries listen on all interfaces and a free port unless told otherwise (as zc.zrs).
   const listen = address(v, 'listen', zk ? '0' : undefined);
+  const fs = required(v, 'fs');
+  checkServedFile(fs, v.create === true, v.follow === true);
   const primary = await Primary.start({
-    fs: required(v, 'fs'),
+    fs,
     listen,
     blobDir: (v['blob-dir'] as string | undefined) ?? null,
     mode: v.follow ? 'follow' : 'own',
+    ...limits(v),
     logger: log,
   });
   const registered = await register(zk, primary.address, log).catch(async (e: unknown) => {
@@ -169,7 +239,7 @@ async function servePrimary(
   const shutdown = target.shutdown;
   // The registration goes first, so that no secondary picks a node that stops (DISC-REG-9).
   target.shutdown = async () => (await registered?.close(), await status.close(), await shutdown());
-  return serve(target, withControl, { listen: formatAddress(primary.address), status: status.address, ...(registered ? { registered: registered.node } : {}) });
+  return serve(target, withControl, { listen: formatAddress(primary.address), status: status.address, ...(registered ? { registered: registered.node } : {}) }, primary.lock);
 }
 
 function primaryTarget(primary: Primary, timeout: number): ControlTarget {
@@ -186,7 +256,7 @@ function primaryTarget(primary: Primary, timeout: number): ControlTarget {
 
 /**
  * `zrs secondary --fs FILE (--from ADDR | --zookeeper CONN --discover PATH) [--blob-dir DIR] [--listen ADDR]
- * [--register PATH] [--keep-alive-delay S] [--reconnect-delay S]`
+ * [--register PATH] [--keep-alive-delay S] [--reconnect-delay S] [--max-message-size SIZE] [--max-record-size SIZE] [--extension-globals keep|strip|refuse]`
  */
 export async function secondaryCommand(args: string[], _out: Output): Promise<number> {
   const v = options(args, {
@@ -199,6 +269,7 @@ export async function secondaryCommand(args: string[], _out: Output): Promise<nu
     sync: { type: 'string' },
     discover: { type: 'string' },
     'discover-zookeeper': { type: 'string' },
+    ...RECEIVE_LIMITS,
     ...ZOOKEEPER,
   });
   const sync = v.sync ?? 'every';
@@ -215,6 +286,7 @@ export async function secondaryCommand(args: string[], _out: Output): Promise<nu
     keepAliveDelay: seconds(v, 'keep-alive-delay', 0),
     reconnectDelay: seconds(v, 'reconnect-delay', 60),
     sync,
+    ...receiveLimits(v),
     logger: logger(v, 'secondary', line),
   });
   return serveSecondary(secondary, v, withControl, line, discover, zk);
@@ -268,6 +340,7 @@ async function serveSecondary(
     { role: 'secondary', lastTid: () => secondary.lastTid, shutdown },
     withControl,
     { listen, from: secondary.address ? formatAddress(secondary.address) : null, status: status.address, ...extra },
+    secondary.lock,
     (emit) => secondary.on('committed', emit),
   );
 }
@@ -278,7 +351,7 @@ async function serveSecondary(
  * the registered node listens on `--register-listen` (default `0`: all interfaces, a free port).
  */
 export async function runCommand(args: string[], _out: Output): Promise<number> {
-  const v = options(args, { config: { type: 'string' }, 'shutdown-timeout': { type: 'string' }, 'register-listen': { type: 'string' }, 'reconnect-delay': { type: 'string' } });
+  const v = options(args, { config: { type: 'string' }, 'shutdown-timeout': { type: 'string' }, 'register-listen': { type: 'string' }, 'reconnect-delay': { type: 'string' }, ...LIMITS, ...RECEIVE_LIMITS });
   const withControl = controlMode(v);
   const config = readZrsConfig(required(v, 'config'));
   const zk = config.zookeeper;
@@ -288,14 +361,17 @@ export async function runCommand(args: string[], _out: Output): Promise<number> 
   if (!register && v['register-listen'] !== undefined) throw new UsageError('--register-listen is for a configuration that registers in ZooKeeper (zookeeper and replicate-to)');
   const line = ProgressLine.of();
   const log = logger(v, config.replicateFrom || discover ? 'secondary' : 'primary', line);
+  if (Object.keys(receiveLimits(v)).length && !config.replicateFrom && !discover) throw new UsageError('--max-message-size, --max-record-size and --extension-globals are for a secondary configuration (replicate-from)');
   if (!config.replicateFrom && !discover) {
-    const primary = await Primary.start({ fs: config.fs, listen: listen!, blobDir: config.blobDir, logger: log });
+    // As ZODB's <filestorage> does, a missing file is created (the log line 'serving' says so).
+    const primary = await Primary.start({ fs: config.fs, listen: listen!, blobDir: config.blobDir, ...limits(v), logger: log });
     const registered = await (register ? Registration.start({ ...register, address: primary.address, logger: log }) : Promise.resolve(null)).catch(async (e: unknown) => {
       await primary.close(0);
       throw e;
     });
     return servePrimary(primary, v, log, seconds(v, 'shutdown-timeout', 60), withControl, registered);
   }
+  if (Object.keys(limits(v)).length) throw new UsageError('--handshake-timeout and --max-connections are for a primary configuration (replicate-to without replicate-from)');
   const secondary = await Secondary.start({
     fs: config.fs,
     from: discover ? null : config.replicateFrom,
@@ -303,6 +379,7 @@ export async function runCommand(args: string[], _out: Output): Promise<number> 
     listen,
     keepAliveDelay: config.keepAliveDelay,
     ...(v['reconnect-delay'] !== undefined ? { reconnectDelay: seconds(v, 'reconnect-delay', 60) } : {}),
+    ...receiveLimits(v),
     logger: log,
   });
   return serveSecondary(secondary, v, withControl, line, discover, register);

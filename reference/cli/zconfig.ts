@@ -49,7 +49,7 @@ interface Section {
 }
 
 const ZRS_KEYS = new Set(['replicate-to', 'replicate-from', 'keep-alive-delay', 'zookeeper', 'replicate-from-zookeeper']);
-/** Keys of ZODB's `<filestorage>` other than path and blob-dir: accepted, not used. */
+/** Keys of ZODB's `<filestorage>` other than path and blob-dir: accepted, not used (`create true` is refused). */
 const FILESTORAGE_KEYS = new Set(['path', 'blob-dir', 'create', 'read-only', 'quota', 'packer', 'pack-gc', 'pack-keep-old']);
 
 /** Parses the file into sections (ZConfig syntax: comments, `%define`, `%import`, sections, keys). */
@@ -178,6 +178,11 @@ export function readZrsConfig(file: string): ZrsConfig {
   }
   for (const [key, { line }] of storage.keys) {
     if (!FILESTORAGE_KEYS.has(key)) throw new ConfigError(file, line, `unknown key ${key} in <filestorage>`);
+  }
+  const create = storage.keys.get('create');
+  // ZODB's `create true` empties an existing file at every start; a missing file it creates anyway.
+  if (create && /^(true|yes|on)$/i.test(create.value)) {
+    throw new ConfigError(file, create.line, 'create true would empty the file at every start, as ZODB does; zrs run does not do that: remove the key (a missing file is created)');
   }
   const fsPath = storage.keys.get('path');
   if (!fsPath || fsPath.value === '') throw new ConfigError(file, storage.line, '<filestorage> needs a path');

@@ -305,8 +305,8 @@ export class FileStorageWriter {
   }
 
   /** @internal Abandons the transaction, cutting back anything it wrote. */
-  aborted(voted: boolean): void {
-    if (voted) {
+  aborted(written: boolean): void {
+    if (written) {
       ftruncateSync(this.fd, this.nextOffset);
       fsyncSync(this.fd);
     }
@@ -320,13 +320,37 @@ export class FileStorageWriter {
     this.reader.close();
     this.fd = -1;
   }
+
+  /**
+   * Closes the file after a storage failure, writing nothing more: no abort, no fsync. What
+   * the failure left at the end is for the recovery of the next open (FS-FAIL-2).
+   */
+  discard(): void {
+    this.open = null;
+    if (this.fd >= 0) closeSync(this.fd);
+    this.fd = -1;
+    this.reader.close();
+  }
 }
+
+/** A transaction's records go to the file once this many bytes of them wait in memory (FS-COMMIT-8). */
+const STREAM_BATCH = 1 << 20;
+
+/**
+ * The length a streamed transaction's header carries until its vote: longer than any file,
+ * so that a crash before the vote leaves a cut record (file-format.md §6, case (b)).
+ */
+const PROVISIONAL_TLEN = 2 ** 52;
 
 /** A transaction between `begin` and `finish` or `abort`. */
 export class PendingTransaction {
-  /** Record headers and data (or back pointers), written with one vectored write at the vote. */
-  private readonly parts: Uint8Array[] = [];
+  /** Record headers and data (or back pointers) not yet written to the file. */
+  private parts: Uint8Array[] = [];
+  private buffered = 0;
+  /** Bytes of all the records so far, written or not. */
   private length = 0;
+  /** The header and some records are in the file already (a large transaction). */
+  private streaming = false;
   private readonly placed: { oid: number | string; offset: number }[] = [];
   private state: 'open' | 'voted' | 'done' = 'open';
   private readonly headerLength: number;
@@ -340,7 +364,10 @@ export class PendingTransaction {
     this.tpos = writer.next;
   }
 
-  /** Adds a data record (or a back pointer, when the hint matches). The data is not copied. */
+  /**
+   * Adds a data record (or a back pointer, when the hint matches). The data is not copied;
+   * it is written to the file with the vote, or before once the waiting records pass 1 MiB.
+   */
   restore(r: RecordToWrite): void {
     if (this.state !== 'open') throw new ZrsError('ERR_FS_TXN_STATE', `cannot add a record to a ${this.state} transaction`);
     if (r.oid.length !== 8 || r.serial.length !== 8) throw new ZrsError('ERR_FS_OID', 'oids and serials have 8 bytes');
@@ -350,26 +377,47 @@ export class PendingTransaction {
     const body = data ?? encodeBackPointer(back);
     this.placed.push({ oid: idKey(r.oid), offset: this.tpos + this.headerLength + this.length });
     this.parts.push(header, body);
+    this.buffered += header.length + body.length;
     this.length += header.length + body.length;
+    if (this.buffered >= STREAM_BATCH) this.stream();
   }
 
-  /** Writes the whole record with status `c` at the end of the file (FS-COMMIT-1). */
+  /** The transaction header and metadata, with status `c`. */
+  private head(tlen: number): Uint8Array[] {
+    const { tid, user, description, extension } = this.meta;
+    const header = encodeTxnHeader({ tid, tlen, status: Status.CHECKPOINT, ulen: user.length, dlen: description.length, elen: extension.length });
+    return [header, user, description, extension];
+  }
+
+  /** Writes the waiting records; the first time after a header with the provisional length. */
+  private stream(): void {
+    const at = this.tpos + this.headerLength + this.length - this.buffered;
+    const parts = this.parts;
+    this.parts = [];
+    this.buffered = 0;
+    const first = !this.streaming;
+    this.streaming = true; // from here on an abort cuts the file back
+    this.writer.writeAt(first ? [...this.head(PROVISIONAL_TLEN), ...parts] : parts, first ? this.tpos : at);
+  }
+
+  /**
+   * Completes the record with status `c` at the end of the file (FS-COMMIT-1): the records
+   * still waiting and the trailing length, then, for a streamed record, its true length.
+   */
   vote(): void {
     if (this.state !== 'open') throw new ZrsError('ERR_FS_TXN_STATE', `cannot vote a ${this.state} transaction`);
     const tlen = this.headerLength + this.length;
-    const header = encodeTxnHeader({
-      tid: this.meta.tid,
-      tlen,
-      status: Status.CHECKPOINT,
-      ulen: this.meta.user.length,
-      dlen: this.meta.description.length,
-      elen: this.meta.extension.length,
-    });
     const trailer = Buffer.alloc(TRAILER_SIZE);
     trailer.writeBigUInt64BE(BigInt(tlen));
     this.state = 'voted';
     try {
-      this.writer.writeAt([header, this.meta.user, this.meta.description, this.meta.extension, ...this.parts, trailer], this.tpos);
+      if (!this.streaming) {
+        this.writer.writeAt([...this.head(tlen), ...this.parts, trailer], this.tpos);
+      } else {
+        this.writer.writeAt([...this.parts, trailer], this.tpos + this.headerLength + this.length - this.buffered);
+        this.writer.writeAt(this.head(tlen).slice(0, 1), this.tpos);
+      }
+      this.parts = [];
     } catch (e) {
       this.abort();
       throw e;
@@ -388,12 +436,13 @@ export class PendingTransaction {
     return this.tpos;
   }
 
-  /** Abandons the transaction; after a vote the file is cut back (FS-COMMIT-3). */
+  /** Abandons the transaction; once anything was written the file is cut back (FS-COMMIT-3). */
   abort(): void {
     if (this.state === 'done') return;
-    const voted = this.state === 'voted';
+    const written = this.state === 'voted' || this.streaming;
     this.state = 'done';
-    this.writer.aborted(voted);
+    this.parts = [];
+    this.writer.aborted(written);
   }
 }
 

@@ -11,11 +11,14 @@
  * caller passes a `persistentLoad` option, which receives each id as an inert value.
  *
  * Every failure is a {@link PickleError} naming the offset and opcode. Lengths are checked
- * against the input before anything is allocated, and no recursion is used, so hostile
- * input cannot exhaust the stack or memory.
+ * against the input before anything is allocated, no recursion is used, and the limits of
+ * {@link PickleLimits} (items, depth, integer size, memo expansion) are checked before the work
+ * they bound, so hostile input cannot exhaust the stack or memory, nor take long.
  * @module
  */
 import { PickleError } from '../errors.ts';
+import { Budget } from './budget.ts';
+import { type PickleLimits, resolveLimits } from './limits.ts';
 import { Op, opName } from './opcodes.ts';
 import { decodeUtf8 } from './utf8.ts';
 import {
@@ -38,19 +41,23 @@ export interface PickleRead {
   leftover: number;
 }
 
+/** Options of {@link loadPickle} and {@link readPickle}: limits replacing the defaults, and persistent ids. */
+export interface PickleOptions extends Partial<PickleLimits> {
+  /**
+   * Called for each persistent id (`PERSID`, `BINPERSID`) with the id, decoded and inert; what
+   * it returns takes the id's place. Without it, persistent ids are refused (`ERR_PICKLE_OPCODE`).
+   */
+  persistentLoad?: (pid: PickleValue) => PickleValue;
+}
+
 const MARK: unique symbol = Symbol('mark');
 type Slot = PickleValue | typeof MARK;
 
 const HIGHEST_PROTOCOL = 5;
 const latin1 = new TextDecoder('latin1');
 
-/**
- * Decodes one pickle that must fill `bytes` exactly.
- * @param options.persistentLoad called for each persistent id (`PERSID`, `BINPERSID`) with
- *   the id, decoded and inert; what it returns takes the id's place. Without it, persistent
- *   ids are refused (`ERR_PICKLE_OPCODE`).
- */
-export function loadPickle(bytes: Uint8Array, options?: { persistentLoad?: (pid: PickleValue) => PickleValue }): PickleValue {
+/** Decodes one pickle that must fill `bytes` exactly. */
+export function loadPickle(bytes: Uint8Array, options?: PickleOptions): PickleValue {
   const { value, end } = readPickle(bytes, 0, options);
   if (end !== bytes.length) {
     throw new PickleError('ERR_PICKLE_TRAILING', `${bytes.length - end} bytes after STOP`, end);
@@ -58,12 +65,9 @@ export function loadPickle(bytes: Uint8Array, options?: { persistentLoad?: (pid:
   return value;
 }
 
-/**
- * Decodes the pickle that starts at `start`; bytes after its `STOP` are left alone.
- * @param options.persistentLoad as for {@link loadPickle}.
- */
-export function readPickle(bytes: Uint8Array, start = 0, options?: { persistentLoad?: (pid: PickleValue) => PickleValue }): PickleRead {
-  return new Reader(bytes, start, options?.persistentLoad).run();
+/** Decodes the pickle that starts at `start`; bytes after its `STOP` are left alone. */
+export function readPickle(bytes: Uint8Array, start = 0, options?: PickleOptions): PickleRead {
+  return new Reader(bytes, start, options).run();
 }
 
 class Reader {
@@ -73,18 +77,22 @@ class Reader {
   private op = 0;
   private opAt = 0;
   private readonly view: DataView;
+  private readonly budget: Budget;
+  private readonly persistentLoad: ((pid: PickleValue) => PickleValue) | undefined;
 
   constructor(
     private readonly b: Uint8Array,
     start: number,
-    private readonly persistentLoad?: (pid: PickleValue) => PickleValue,
+    options: PickleOptions | undefined,
   ) {
     this.pos = start;
     this.view = new DataView(b.buffer, b.byteOffset, b.byteLength);
+    this.persistentLoad = options?.persistentLoad;
+    this.budget = new Budget(resolveLimits(options), (code, what, requirement) => this.fail(code, what, requirement));
   }
 
-  private fail(code: string, what: string): never {
-    throw new PickleError(code, `${what} (opcode ${opName(this.op)})`, this.opAt, 'WIRE-PICKLE-9');
+  private fail(code: string, what: string, requirement = 'WIRE-PICKLE-9'): never {
+    throw new PickleError(code, `${what} (opcode ${opName(this.op)})`, this.opAt, requirement);
   }
 
   private need(n: number): number {
@@ -128,8 +136,14 @@ class Reader {
     return s;
   }
 
-  private push(v: PickleValue): void {
-    this.stack.push(v);
+  /** Pushes a new value; `parts` as for {@link Budget.created}. */
+  private push(v: PickleValue, parts?: PickleValue[]): void {
+    this.stack.push(this.budget.created(v, parts));
+  }
+
+  /** Pushes a value built earlier again (memo `GET`, `DUP`), or one that `persistentLoad` returned. */
+  private pushAgain(v: PickleValue): void {
+    this.stack.push(this.budget.referenced(v));
   }
 
   private pop(): PickleValue {
@@ -150,7 +164,13 @@ class Reader {
     if (at < 0) this.fail('ERR_PICKLE_STACK', 'no MARK on the stack');
     const items = this.stack.splice(at) as Slot[];
     items.shift();
+    this.budget.unmark();
     return items as PickleValue[];
+  }
+
+  private memoPut(key: number): void {
+    if (!this.memo.has(key)) this.budget.memoEntry(this.memo.size);
+    this.memo.set(key, this.top());
   }
 
   private memoGet(key: number): PickleValue {
@@ -172,12 +192,14 @@ class Reader {
 
   private dictInto(target: PickleValue, items: PickleValue[]): void {
     if (!(target instanceof PyDict)) this.fail('ERR_PICKLE_STACK', 'SETITEM on something that is not a dict');
-    for (let i = 0; i + 1 < items.length; i += 2) target.entries.push([items[i]!, items[i + 1]!]);
     if (items.length % 2) this.fail('ERR_PICKLE_STACK', 'odd number of items for a dict');
+    this.budget.grow(target, items);
+    for (let i = 0; i + 1 < items.length; i += 2) target.entries.push([items[i]!, items[i + 1]!]);
   }
 
   private listInto(target: PickleValue, items: PickleValue[]): void {
     if (!Array.isArray(target)) this.fail('ERR_PICKLE_STACK', 'APPEND on something that is not a list');
+    this.budget.grow(target, items);
     for (const item of items) target.push(item);
   }
 
@@ -208,16 +230,20 @@ class Reader {
           this.u64();
           break;
         case Op.MARK:
+          this.budget.mark();
           this.stack.push(MARK);
           break;
-        case Op.POP:
-          if (this.stack.pop() === undefined) this.fail('ERR_PICKLE_STACK', 'stack underflow');
+        case Op.POP: {
+          const popped = this.stack.pop();
+          if (popped === undefined) this.fail('ERR_PICKLE_STACK', 'stack underflow');
+          if (popped === MARK) this.budget.unmark();
           break;
+        }
         case Op.POP_MARK:
           this.popMark();
           break;
         case Op.DUP:
-          this.push(this.top());
+          this.pushAgain(this.top());
           break;
         case Op.NONE:
           this.push(null);
@@ -249,19 +275,23 @@ class Reader {
         case Op.BININT2:
           this.push(BigInt(this.view.getUint16(this.need(2), true)));
           break;
-        case Op.LONG1:
-          this.push(twosComplement(this.bytes(this.u8())));
+        case Op.LONG1: {
+          const n = this.u8();
+          this.budget.intBytes(n);
+          this.push(twosComplement(this.bytes(n)));
           break;
+        }
         case Op.LONG4: {
           const n = this.view.getInt32(this.need(4), true);
           if (n < 0) this.fail('ERR_PICKLE_VALUE', 'negative length');
+          this.budget.intBytes(n);
           this.push(twosComplement(this.bytes(n)));
           break;
         }
         case Op.FLOAT: {
           const t = this.line().trim().toLowerCase();
           const special: Record<string, number> = { inf: Infinity, '+inf': Infinity, '-inf': -Infinity, nan: NaN, '+nan': NaN, '-nan': NaN };
-          const f = special[t] ?? (/^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/.test(t) ? Number(t) : undefined);
+          const f = special[t] ?? (/^[+-]?(\d+(\.\d*)?|\.\d+)(e[+-]?\d+)?$/.test(t) ? Number(t) : undefined);
           if (f === undefined) this.fail('ERR_PICKLE_VALUE', `bad float ${JSON.stringify(t.slice(0, 40))}`);
           this.push(f);
           break;
@@ -278,9 +308,12 @@ class Reader {
         case Op.BINUNICODE8:
           this.push(this.text(this.bytes(this.u64())));
           break;
-        case Op.UNICODE:
-          this.push(rawUnicodeEscape(this.line()));
+        case Op.UNICODE: {
+          const text = rawUnicodeEscape(this.line());
+          if (text === undefined) this.fail('ERR_PICKLE_VALUE', 'escape beyond U+10FFFF');
+          this.push(text);
           break;
+        }
         case Op.SHORT_BINSTRING:
           this.push(this.py2str(this.bytes(this.u8())));
           break;
@@ -306,26 +339,30 @@ class Reader {
           this.push(Buffer.from(this.bytes(this.u64())));
           break;
         case Op.EMPTY_TUPLE:
-          this.push(new PyTuple([]));
+          this.push(new PyTuple([]), []);
           break;
-        case Op.TUPLE:
-          this.push(new PyTuple(this.popMark()));
+        case Op.TUPLE: {
+          const items = this.popMark();
+          this.push(new PyTuple(items), items);
           break;
+        }
         case Op.TUPLE1:
         case Op.TUPLE2:
         case Op.TUPLE3: {
           const n = this.op - Op.TUPLE1 + 1;
           const items: PickleValue[] = [];
           for (let i = 0; i < n; i++) items.unshift(this.pop());
-          this.push(new PyTuple(items));
+          this.push(new PyTuple(items), items);
           break;
         }
         case Op.EMPTY_LIST:
-          this.push([]);
+          this.push([], []);
           break;
-        case Op.LIST:
-          this.push(this.popMark());
+        case Op.LIST: {
+          const items = this.popMark();
+          this.push(items, items);
           break;
+        }
         case Op.APPEND: {
           const item = this.pop();
           this.listInto(this.top(), [item]);
@@ -337,12 +374,13 @@ class Reader {
           break;
         }
         case Op.EMPTY_DICT:
-          this.push(new PyDict());
+          this.push(new PyDict(), []);
           break;
         case Op.DICT: {
+          const items = this.popMark();
           const d = new PyDict();
-          this.dictInto(d, this.popMark());
-          this.push(d);
+          this.push(d, []);
+          this.dictInto(d, items);
           break;
         }
         case Op.SETITEM: {
@@ -374,32 +412,35 @@ class Reader {
         case Op.REDUCE: {
           const args = this.pop();
           const callable = this.pop();
-          this.push(this.reduce(callable, args));
+          const v = this.reduce(callable, args);
+          this.push(v, v instanceof PyReduce ? [callable, args] : undefined);
           break;
         }
         case Op.BUILD: {
           const state = this.pop();
           const object = this.pop();
-          this.push(new PyBuild(object, state, this.opAt));
+          this.push(new PyBuild(object, state, this.opAt), [object, state]);
           break;
         }
         case Op.INST: {
           const module = this.line();
           const name = this.line();
-          this.push(new PyInst(module, name, this.popMark(), this.opAt));
+          const args = this.popMark();
+          this.push(new PyInst(module, name, args, this.opAt), args);
           break;
         }
         case Op.OBJ: {
-          const [cls, ...args] = this.popMark();
+          const parts = this.popMark();
+          const [cls, ...args] = parts;
           if (cls === undefined) this.fail('ERR_PICKLE_STACK', 'OBJ without a class');
-          this.push(new PyObj(cls, args, this.opAt));
+          this.push(new PyObj(cls, args, this.opAt), parts);
           break;
         }
         case Op.NEWOBJ: {
           const args = this.pop();
           const cls = this.pop();
           if (!(args instanceof PyTuple)) this.fail('ERR_PICKLE_VALUE', 'NEWOBJ arguments are not a tuple');
-          this.push(new PyNewObj(cls, args.items, this.opAt));
+          this.push(new PyNewObj(cls, args.items, this.opAt), [cls, args]);
           break;
         }
         case Op.PERSID: {
@@ -407,34 +448,34 @@ class Reader {
           const pid = this.line();
           // Python reads a protocol 0 persistent id as ASCII text.
           if (!/^[\x00-\x7f]*$/.test(pid)) this.fail('ERR_PICKLE_VALUE', 'persistent id is not ASCII');
-          this.push(this.persistentLoad(pid));
+          this.pushAgain(this.persistentLoad(pid));
           break;
         }
         case Op.BINPERSID: {
           if (!this.persistentLoad) this.fail('ERR_PICKLE_OPCODE', 'unsupported opcode');
-          this.push(this.persistentLoad(this.pop()));
+          this.pushAgain(this.persistentLoad(this.pop()));
           break;
         }
         case Op.PUT:
-          this.memo.set(this.intLine(), this.top());
+          this.memoPut(this.intLine());
           break;
         case Op.BINPUT:
-          this.memo.set(this.u8(), this.top());
+          this.memoPut(this.u8());
           break;
         case Op.LONG_BINPUT:
-          this.memo.set(this.u32(), this.top());
+          this.memoPut(this.u32());
           break;
         case Op.MEMOIZE:
-          this.memo.set(this.memo.size, this.top());
+          this.memoPut(this.memo.size);
           break;
         case Op.GET:
-          this.push(this.memoGet(this.intLine()));
+          this.pushAgain(this.memoGet(this.intLine()));
           break;
         case Op.BINGET:
-          this.push(this.memoGet(this.u8()));
+          this.pushAgain(this.memoGet(this.u8()));
           break;
         case Op.LONG_BINGET:
-          this.push(this.memoGet(this.u32()));
+          this.pushAgain(this.memoGet(this.u32()));
           break;
         default:
           this.fail('ERR_PICKLE_OPCODE', 'unsupported opcode');
@@ -443,6 +484,7 @@ class Reader {
   }
 
   private decimal(t: string): bigint {
+    this.budget.intDigits(t.length - (t[0] === '-' || t[0] === '+' ? 1 : 0));
     if (!/^[+-]?[0-9]+$/.test(t)) this.fail('ERR_PICKLE_VALUE', `bad integer ${JSON.stringify(t.slice(0, 40))}`);
     return BigInt(t);
   }
@@ -471,20 +513,26 @@ class Reader {
   }
 }
 
-/** Little-endian two's complement integer (`LONG1`, `LONG4`). */
+/** Little-endian two's complement integer (`LONG1`, `LONG4`), in time linear in its length. */
 function twosComplement(bytes: Uint8Array): bigint {
   if (bytes.length === 0) return 0n;
-  let v = 0n;
-  for (let i = bytes.length - 1; i >= 0; i--) v = (v << 8n) | BigInt(bytes[i]!);
-  if (bytes[bytes.length - 1]! & 0x80) v -= 1n << BigInt(8 * bytes.length);
-  return v;
+  // BigInt parses hexadecimal text in linear time; shifting byte by byte is quadratic.
+  const v = BigInt(`0x${Buffer.from(bytes).reverse().toString('hex')}`);
+  return bytes[bytes.length - 1]! & 0x80 ? v - (1n << BigInt(8 * bytes.length)) : v;
 }
 
-/** Decodes Python's raw-unicode-escape (`UNICODE` opcode): latin-1 with \uXXXX escapes. */
-function rawUnicodeEscape(s: string): string {
-  return s.replace(/\\u([0-9a-fA-F]{4})|\\U([0-9a-fA-F]{8})/g, (_m, u: string | undefined, U: string | undefined) =>
-    String.fromCodePoint(parseInt((u ?? U)!, 16)),
-  );
+/**
+ * Decodes Python's raw-unicode-escape (`UNICODE` opcode): latin-1 with \uXXXX escapes, or
+ * `undefined` for an escape beyond U+10FFFF (Python refuses it too).
+ */
+function rawUnicodeEscape(s: string): string | undefined {
+  let beyond = false;
+  const text = s.replace(/\\u([0-9a-fA-F]{4})|\\U([0-9a-fA-F]{8})/g, (_m, u: string | undefined, U: string | undefined) => {
+    const c = parseInt((u ?? U)!, 16);
+    beyond ||= c > 0x10ffff;
+    return beyond ? '' : String.fromCodePoint(c);
+  });
+  return beyond ? undefined : text;
 }
 
 const simpleEscapes: Record<string, number> = {

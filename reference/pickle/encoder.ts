@@ -27,7 +27,12 @@ import {
 } from './values.ts';
 
 const BATCH = 1000;
-/** Python's pickler gives up (RecursionError) near this depth; so does this one. */
+/**
+ * Deepest nesting written: values of up to 901 levels as the decoder counts them, within its
+ * default limit (`PICKLE_LIMITS.maxDepth`, 1000), so that whatever is written decodes again,
+ * and within the JavaScript stack. Python's pickler gives up sooner (RecursionError at about
+ * 500 nested lists).
+ */
 const MAX_DEPTH = 900;
 
 /** Encodes one value as a standalone protocol 1 pickle without memo, ending with `STOP`. */
@@ -355,15 +360,15 @@ class Writer {
   }
 }
 
-/** Minimal little-endian two's complement bytes of a non-zero integer (LONG1, LONG4). */
+/**
+ * Minimal little-endian two's complement bytes of a non-zero integer (LONG1, LONG4), in time
+ * linear in its length: through hexadecimal text, as shifting byte by byte is quadratic.
+ */
 function longBytes(n: bigint): Buffer {
-  const out: number[] = [];
-  let v = n;
-  for (;;) {
-    out.push(Number(v & 0xffn));
-    v >>= 8n;
-    const sign = out[out.length - 1]! & 0x80;
-    if ((v === 0n && !sign) || (v === -1n && sign)) break;
-  }
-  return Buffer.from(out);
+  // Bits of the magnitude (of -n-1 when negative), plus one for the sign, rounded up to bytes.
+  const hex = (n < 0n ? -n - 1n : n).toString(16);
+  const bits = hex === '0' ? 0 : (hex.length - 1) * 4 + 32 - Math.clz32(parseInt(hex[0]!, 16));
+  const size = (bits >> 3) + 1;
+  const unsigned = n < 0n ? n + (1n << BigInt(8 * size)) : n;
+  return Buffer.from(unsigned.toString(16).padStart(2 * size, '0'), 'hex').reverse();
 }

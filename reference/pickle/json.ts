@@ -7,32 +7,52 @@
  * `{"$new": [cls, args]}`.
  * @module
  */
+import { ZrsError } from '../errors.ts';
+import { LimitCode, LimitRequirement, PICKLE_LIMITS } from './limits.ts';
 import { type PickleValue, PyBuild, PyDict, PyGlobal, PyInst, PyNewObj, PyObj, PyReduce, PyTuple } from './values.ts';
 
 /** JSON-compatible data. */
 export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 
-/** Converts a pickle value into its JSON view (iteratively safe up to the encoder's depth). */
+/**
+ * Converts a pickle value into its JSON view. Recursive: a value nested deeper than the
+ * decoder's default limit (`PICKLE_LIMITS.maxDepth`) is refused (`ERR_PICKLE_TOO_DEEP`) rather
+ * than overflow the stack; the decoder's limits also bound the work (its expansion limit).
+ */
 export function pickleToJson(v: PickleValue): Json {
+  return toJson(v, 0);
+}
+
+function toJson(v: PickleValue, depth: number): Json {
   if (v === null || typeof v === 'boolean' || typeof v === 'string') return v;
   if (typeof v === 'bigint') return Number.isSafeInteger(Number(v)) ? Number(v) : { $int: v.toString() };
   if (typeof v === 'number') return Number.isFinite(v) ? v : { $float: String(v) };
   if (v instanceof Uint8Array) return { $bytes: Buffer.from(v).toString('hex') };
-  if (Array.isArray(v)) return v.map(pickleToJson);
-  if (v instanceof PyTuple) return { $tuple: v.items.map(pickleToJson) };
+  if (v instanceof PyGlobal) return { $global: `${v.module}.${v.name}` };
+  const d = deeper(depth);
+  const j = (x: PickleValue) => toJson(x, d);
+  if (Array.isArray(v)) return v.map(j);
+  if (v instanceof PyTuple) return { $tuple: v.items.map(j) };
   if (v instanceof PyDict) {
     if (v.entries.every(([k]) => typeof k === 'string' && !k.startsWith('$'))) {
-      return Object.fromEntries(v.entries.map(([k, x]) => [k as string, pickleToJson(x)]));
+      return Object.fromEntries(v.entries.map(([k, x]) => [k as string, j(x)]));
     }
-    return { $dict: v.entries.map(([k, x]) => [pickleToJson(k), pickleToJson(x)]) };
+    return { $dict: v.entries.map(([k, x]) => [j(k), j(x)]) };
   }
-  if (v instanceof PyGlobal) return { $global: `${v.module}.${v.name}` };
-  if (v instanceof PyReduce) return { $reduce: [pickleToJson(v.callable), pickleToJson(v.args)] };
-  if (v instanceof PyBuild) return { $build: [pickleToJson(v.object), pickleToJson(v.state)] };
-  if (v instanceof PyNewObj) return { $new: [pickleToJson(v.cls), v.args.map(pickleToJson)] };
-  if (v instanceof PyInst) return { $inst: [`${v.module}.${v.name}`, v.args.map(pickleToJson)] };
-  if (v instanceof PyObj) return { $obj: [pickleToJson(v.cls), v.args.map(pickleToJson)] };
+  if (v instanceof PyReduce) return { $reduce: [j(v.callable), j(v.args)] };
+  if (v instanceof PyBuild) return { $build: [j(v.object), j(v.state)] };
+  if (v instanceof PyNewObj) return { $new: [j(v.cls), v.args.map(j)] };
+  if (v instanceof PyInst) return { $inst: [`${v.module}.${v.name}`, v.args.map(j)] };
+  if (v instanceof PyObj) return { $obj: [j(v.cls), v.args.map(j)] };
   return null;
+}
+
+/** The depth of the parts of a list, tuple, dict or object at `depth`; refused beyond the limit. */
+function deeper(depth: number): number {
+  if (depth >= PICKLE_LIMITS.maxDepth) {
+    throw new ZrsError(LimitCode.depth, `value nested deeper than ${PICKLE_LIMITS.maxDepth} levels`, LimitRequirement.depth);
+  }
+  return depth + 1;
 }
 
 /**
@@ -41,10 +61,15 @@ export function pickleToJson(v: PickleValue): Json {
  * `{"bytes": hex}`, integers as numbers.
  */
 export function pickleToManifestJson(v: PickleValue): unknown {
-  if (v instanceof PyDict) return { dict: v.entries.map(([k, x]) => [pickleToManifestJson(k), pickleToManifestJson(x)]) };
-  if (Array.isArray(v)) return { list: v.map(pickleToManifestJson) };
-  if (v instanceof PyTuple) return { list: v.items.map(pickleToManifestJson) };
+  return toManifest(v, 0);
+}
+
+function toManifest(v: PickleValue, depth: number): unknown {
   if (v instanceof Uint8Array) return { bytes: Buffer.from(v).toString('hex') };
   if (typeof v === 'bigint') return Number(v);
-  return v;
+  if (!(v instanceof PyDict || v instanceof PyTuple || Array.isArray(v))) return v;
+  const d = deeper(depth);
+  const j = (x: PickleValue) => toManifest(x, d);
+  if (v instanceof PyDict) return { dict: v.entries.map(([k, x]) => [j(k), j(x)]) };
+  return { list: (Array.isArray(v) ? v : v.items).map(j) };
 }

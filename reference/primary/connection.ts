@@ -19,6 +19,7 @@ import { StreamEncoder } from '../stream.ts';
 import { hex8, tidToString } from '../timestamp.ts';
 import { type FrameNotice, transactionFrames } from './frames.ts';
 import { type HandshakeStep, PrimaryHandshake } from './handshake.ts';
+import { ERR_HANDSHAKE_TIMEOUT } from './limits.ts';
 import type { CommitSignal } from './signal.ts';
 
 /** What a connection needs from its primary. */
@@ -29,6 +30,8 @@ export interface PrimaryContext {
   blobs: BlobDirectory | null;
   signal: CommitSignal;
   logger: Logger;
+  /** Time allowed from accepting the connection to its start tid, in ms; 0 for no limit (WIRE-LIMIT-1). */
+  handshakeTimeoutMs: number;
 }
 
 /** Frames smaller than this are gathered into writes of about this size. */
@@ -42,6 +45,7 @@ export class PrimaryConnection {
   private readonly decoder = new FrameDecoder(PRIMARY_RECEIVE_LIMIT);
   private readonly handshake: PrimaryHandshake;
   private follower: FileFollower | null = null;
+  private handshakeTimer: NodeJS.Timeout | null = null;
   /** Resolves once the connection is closed, however that happened. */
   readonly closed: Promise<void>;
   private markClosed!: () => void;
@@ -61,6 +65,21 @@ export class PrimaryConnection {
     socket.on('error', (e) => this.log('info', 'socket-error', e.message));
     socket.on('close', () => this.finish());
     this.log('info', 'connected', 'secondary connected');
+    if (ctx.handshakeTimeoutMs > 0) this.handshakeTimer = setTimeout(() => this.handshakeTimedOut(), ctx.handshakeTimeoutMs).unref();
+  }
+
+  /** No start tid in time: close immediately, sending nothing (WIRE-LIMIT-1). */
+  private handshakeTimedOut(): void {
+    this.handshakeTimer = null;
+    if (this.state !== 'handshake') return;
+    const seconds = this.ctx.handshakeTimeoutMs / 1000;
+    this.log('info', 'handshake-timeout', `no handshake within ${seconds} s`, { code: ERR_HANDSHAKE_TIMEOUT, requirement: 'WIRE-LIMIT-1' });
+    this.destroy();
+  }
+
+  private stopHandshakeTimer(): void {
+    if (this.handshakeTimer) clearTimeout(this.handshakeTimer);
+    this.handshakeTimer = null;
   }
 
   private log(level: 'debug' | 'info' | 'warn' | 'error', event: string, message: string, fields: Fields = {}): void {
@@ -99,6 +118,7 @@ export class PrimaryConnection {
         this.log('error', 'protocol-error', s.reason, { requirement: s.requirement });
         return this.drain();
       case 'start':
+        this.stopHandshakeTimer(); // WIRE-LIMIT-2: the limit ends with the handshake
         this.startTid = s.startTid;
         this.log('info', 'start', `start ${hex8(s.startTid)} (${tidToString(s.startTid)})`, { protocol: s.protocol });
         this.state = 'positioning';
@@ -144,6 +164,7 @@ export class PrimaryConnection {
 
   private finish(): void {
     if (this.state !== 'closed') this.state = 'closed';
+    this.stopHandshakeTimer();
     this.follower?.close();
     this.follower = null;
     this.markClosed();

@@ -8,10 +8,11 @@
  *   commit (a chained node, wire-protocol §9.6).
  * @module
  */
-import { existsSync, lstatSync, unlinkSync, watch, type FSWatcher } from 'node:fs';
+import { existsSync, lstatSync, statSync, unlinkSync, watch, type FSWatcher } from 'node:fs';
 import net from 'node:net';
 import { ZrsError } from '../errors.ts';
 import { BlobDirectory } from '../filestorage/blobs.ts';
+import { FileLock } from '../filestorage/lock.ts';
 import { packFile, type PackResult } from '../filestorage/pack.ts';
 import { FileStorageReader } from '../filestorage/reader.ts';
 import { FileStorageWriter, type RecordToWrite, type TxnMeta } from '../filestorage/writer.ts';
@@ -22,6 +23,7 @@ import { dumpExtension } from '../pickle/encoder.ts';
 import { PyDict } from '../pickle/values.ts';
 import { hex8, laterThan, tidFromUnixMillis, Z64 } from '../timestamp.ts';
 import { PrimaryConnection } from './connection.ts';
+import { DEFAULT_HANDSHAKE_TIMEOUT_MS, DEFAULT_MAX_CONNECTIONS, DropLog } from './limits.ts';
 import { CommitSignal } from './signal.ts';
 
 export interface PrimaryOptions {
@@ -35,6 +37,10 @@ export interface PrimaryOptions {
   mode?: 'own' | 'follow' | 'chained';
   /** In `follow` mode, how often to look at the file besides watching it (ms, default 100). */
   pollInterval?: number;
+  /** Time a connection has to complete its handshake, in ms (default 30 s; 0: no limit). */
+  handshakeTimeoutMs?: number;
+  /** Connections held open at once, handshakes included (default 100; 0: no limit). */
+  maxConnections?: number;
   logger?: Logger;
 }
 
@@ -54,20 +60,41 @@ export class Primary {
   private watcher: FSWatcher | null = null;
   private poller: NodeJS.Timeout | null = null;
   private closing: Promise<void> | null = null;
+  private drops: DropLog | null = null;
   private bound: Address;
   readonly blobs: BlobDirectory | null;
   readonly logger: Logger;
 
-  private constructor(readonly options: PrimaryOptions) {
+  private constructor(
+    readonly options: PrimaryOptions,
+    /** The lock of the file, held while this primary writes it (`own` mode). */
+    readonly lock: FileLock | null,
+  ) {
     this.logger = options.logger ?? silentLogger;
+    lock?.once('lost', (e) => {
+      this.logger.log('error', 'lock-lost', e.message, { code: e.code, requirement: e.requirement });
+      void this.close();
+    });
     this.blobs = options.blobDir ? new BlobDirectory(options.blobDir) : null;
     this.bound = options.listen;
   }
 
-  /** Opens the file (recovering it in `own` mode) and starts listening. */
+  /** Opens the file (locking and recovering it in `own` mode) and starts listening. */
   static async start(options: PrimaryOptions): Promise<Primary> {
-    const p = new Primary(options);
+    // only a primary that writes its file locks it (FS-LOCK-1, FS-LOCK-4)
+    const lock = (options.mode ?? 'own') === 'own' ? await FileLock.acquire(options.fs) : null;
+    try {
+      return await Primary.open(options, lock);
+    } catch (e) {
+      await lock?.release();
+      throw e;
+    }
+  }
+
+  private static async open(options: PrimaryOptions, lock: FileLock | null): Promise<Primary> {
+    const p = new Primary(options, lock);
     const mode = options.mode ?? 'own';
+    const created = !existsSync(options.fs);
     if (mode === 'own') {
       p.writer = FileStorageWriter.open(options.fs);
       if (p.writer.recovery) {
@@ -79,6 +106,9 @@ export class Primary {
     }
     if (mode === 'follow') p.watchFile(options.pollInterval ?? 100);
     await p.listen();
+    const size = statSync(options.fs).size;
+    const lastTid = hex8(p.lastTid);
+    p.logger.log('info', 'serving', `serving ${options.fs}: ${size} bytes, last tid ${lastTid}${created ? ' (a new file)' : ''}`, { file: options.fs, size, lastTid, created });
     return p;
   }
 
@@ -103,6 +133,13 @@ export class Primary {
   private async listen(): Promise<void> {
     const a = this.options.listen;
     const server = net.createServer((socket) => this.accept(socket));
+    const max = this.options.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
+    if (max > 0) {
+      // Node closes the sockets beyond the bound at once, writing nothing (WIRE-LIMIT-3).
+      server.maxConnections = max;
+      const drops = (this.drops = new DropLog(this.logger, max));
+      server.on('drop', (d) => drops.dropped(d?.remoteAddress ? `${d.remoteAddress}:${d.remotePort}` : formatAddress(this.bound)));
+    }
     const attempt = () =>
       new Promise<void>((resolve, reject) => {
         server.once('error', reject);
@@ -121,16 +158,19 @@ export class Primary {
       await attempt();
     }
     this.server = server;
+    // accept failures (out of file descriptors, say) are logged; the primary serves on
+    server.on('error', (e: NodeJS.ErrnoException) => this.logger.log('error', 'accept-error', e.message, { code: e.code }));
     const addr = server.address();
     if (addr && typeof addr === 'object') this.bound = { kind: 'tcp', host: a.kind === 'tcp' ? a.host : '', port: addr.port };
-    this.logger.log('info', 'listening', `serving ${this.options.fs}`, { address: formatAddress(this.bound), blobs: this.blobs !== null });
+    this.logger.log('info', 'listening', `listening on ${formatAddress(this.bound)}`, { address: formatAddress(this.bound), blobs: this.blobs !== null });
   }
 
   private accept(socket: net.Socket): void {
     if (this.closing) return void socket.destroy();
     const peer = socket.remoteAddress ? `${socket.remoteAddress}:${socket.remotePort}` : formatAddress(this.bound);
     socket.setNoDelay(true);
-    const c = new PrimaryConnection(socket, { path: this.options.fs, blobs: this.blobs, signal: this.signal, logger: this.logger }, peer);
+    const handshakeTimeoutMs = this.options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS;
+    const c = new PrimaryConnection(socket, { path: this.options.fs, blobs: this.blobs, signal: this.signal, logger: this.logger, handshakeTimeoutMs }, peer);
     this.connections.add(c);
     void c.closed.then(() => {
       this.connections.delete(c);
@@ -242,6 +282,7 @@ export class Primary {
     const stopped = server ? new Promise<void>((r) => server.close(() => r())) : Promise.resolve();
     this.watcher?.close();
     if (this.poller) clearInterval(this.poller);
+    this.drops?.close();
     for (const c of this.connections) c.drain();
     const all = Promise.all([...this.connections].map((c) => c.closed));
     let timer: NodeJS.Timeout | undefined;
@@ -256,6 +297,7 @@ export class Primary {
     }
     await stopped;
     this.writer?.close();
+    await this.lock?.release();
     this.logger.log('info', 'stopped', 'primary stopped');
   }
 }

@@ -15,6 +15,7 @@ import type { Logger } from '../net/log.ts';
 import { dumpExtension } from '../pickle/encoder.ts';
 import type { StreamEvent } from '../stream.ts';
 import { compareTids, hex8 } from '../timestamp.ts';
+import { type ExtensionPolicy, globalEntries, withoutGlobals } from './extension-policy.ts';
 
 /** The primary sent something this secondary must not apply. */
 export class ApplyError extends ZrsError {}
@@ -37,6 +38,8 @@ export class SecondaryApplier {
     private readonly logger: Logger,
     /** Leave the fsync of each commit to the caller's `writer.sync()` (group commit, FS-COMMIT-7). */
     private readonly deferSync = false,
+    /** What to store of an extension that names Python globals (WIRE-EXT-1). */
+    private readonly extensionPolicy: ExtensionPolicy = 'keep',
   ) {}
 
   /** True while a transaction is open. */
@@ -91,9 +94,23 @@ export class SecondaryApplier {
       status: m.status,
       user: m.user,
       description: m.description,
-      extension: dumpExtension(m.extension),
+      extension: dumpExtension(this.storedExtension(m)),
     });
     this.begun = m;
+  }
+
+  /** The extension to store under the policy: as received, without the entries naming globals, or refused (WIRE-EXT-1). */
+  private storedExtension(m: TransactionMessage): TransactionMessage['extension'] {
+    if (this.extensionPolicy === 'keep') return m.extension;
+    const named = globalEntries(m.extension);
+    if (!named.length) return m.extension;
+    const shown = named.slice(0, 5).map((e) => `${JSON.stringify(e.key.slice(0, 40))} (${e.global.slice(0, 80)})`);
+    const list = shown.join(', ') + (named.length > 5 ? ` and ${named.length - 5} more` : '');
+    if (this.extensionPolicy === 'refuse') {
+      throw new ApplyError('ERR_EXTENSION_GLOBALS', `transaction ${hex8(m.tid)} refused: its extension names Python globals in ${list}`, 'WIRE-EXT-1');
+    }
+    this.logger.log('warn', 'extension-stripped', `transaction ${hex8(m.tid)}: extension entries naming Python globals not stored: ${list}`, { requirement: 'WIRE-EXT-1' });
+    return withoutGlobals(m.extension);
   }
 
   private startBlob(m: BlobMessage): void {

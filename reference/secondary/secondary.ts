@@ -9,8 +9,10 @@ import { EventEmitter } from 'node:events';
 import net from 'node:net';
 import { ZrsError } from '../errors.ts';
 import { BlobDirectory } from '../filestorage/blobs.ts';
+import { storageFailure, type StorageError } from '../filestorage/failure.ts';
+import { FileLock } from '../filestorage/lock.ts';
 import { FileStorageWriter } from '../filestorage/writer.ts';
-import { encodeFrame, FrameDecoder } from '../framing.ts';
+import { DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_RECORD_SIZE, encodeFrame, type FrameBound, FrameDecoder } from '../framing.ts';
 import { type Address, formatAddress, sameAddress } from '../net/address.ts';
 import { type Logger, silentLogger } from '../net/log.ts';
 import { nodeStatus, type NodeStatus, type PeerStatus } from '../net/status.ts';
@@ -18,6 +20,7 @@ import { Primary } from '../primary/primary.ts';
 import { StreamDecoder } from '../stream.ts';
 import { hex8, tidToString } from '../timestamp.ts';
 import { SecondaryApplier } from './applier.ts';
+import type { ExtensionPolicy } from './extension-policy.ts';
 
 /** Group commit: an fsync starts once this many transactions, or this many milliseconds, are waiting (or when the last one ends). */
 const GROUP_MAX = 2000;
@@ -46,18 +49,35 @@ export interface SecondaryOptions {
    * after it (FS-COMMIT-7).
    */
   sync?: 'every' | 'group';
+  /**
+   * What to store of an extension dict that names Python globals (WIRE-EXT-1): `keep` (the
+   * default, as zc.zrs), `strip` those entries, or `refuse` the transaction.
+   */
+  extensionGlobals?: ExtensionPolicy;
+  /** The largest control message accepted, in bytes, checked before decoding (WIRE-FRAME-8; default 1 MiB). */
+  maxMessageSize?: number;
+  /** The largest record data frame or blob chunk accepted, in bytes (WIRE-FRAME-9; default 64 MiB). */
+  maxRecordSize?: number;
   logger?: Logger;
 }
 
-/** Events: `committed` (tid), `connected` (), `disconnected` (reason). */
+/**
+ * Events: `committed` (tid), `connected` (), `disconnected` (reason). It holds the lock of its
+ * file from start to close (FS-LOCK-1); when that lock is lost it logs it and closes (FS-LOCK-5).
+ */
 export class Secondary extends EventEmitter {
-  private readonly writer: FileStorageWriter;
-  private readonly applier: SecondaryApplier;
+  private writer: FileStorageWriter;
+  private applier: SecondaryApplier;
+  /** A storage failure left the open file in doubt: open it again (recovering) before the next connection. */
+  private reopen = false;
+  private readonly messageBound: FrameBound;
+  private readonly recordBound: FrameBound;
   private readonly blobs: BlobDirectory | null;
   private socket: net.Socket | null = null;
   private reconnectTimer: NodeJS.Timeout | null = null;
   private keepAliveTimer: NodeJS.Timeout | null = null;
   private closed = false;
+  private closing: Promise<void> | null = null;
   private downstream: Primary | null = null;
   private from: Address | null;
   private unsynced: Buffer[] = [];
@@ -77,32 +97,96 @@ export class Secondary extends EventEmitter {
     return this.bytesReceived + (this.socket?.bytesRead ?? 0);
   }
 
-  private constructor(readonly options: SecondaryOptions) {
+  private constructor(
+    readonly options: SecondaryOptions,
+    /** The lock of the file. */
+    readonly lock: FileLock,
+  ) {
     super();
     this.logger = options.logger ?? silentLogger;
     this.from = options.from;
-    this.writer = FileStorageWriter.open(options.fs);
-    const r = this.writer.recovery;
-    if (r) this.logger.log('warn', 'recovered', `damaged tail (${r.reason}) of ${r.removed} bytes saved to ${r.savedAs}`, { offset: r.truncatedAt });
+    lock.once('lost', (e) => {
+      this.logger.log('error', 'lock-lost', e.message, { code: e.code, requirement: e.requirement });
+      void this.close();
+    });
+    this.messageBound = { max: options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE, code: 'ERR_MESSAGE_TOO_LARGE', requirement: 'WIRE-FRAME-8', what: 'control message' };
+    this.recordBound = { max: options.maxRecordSize ?? DEFAULT_MAX_RECORD_SIZE, code: 'ERR_RECORD_TOO_LARGE', requirement: 'WIRE-FRAME-9', what: 'record data frame or blob chunk' };
     this.blobs = options.blobDir ? new BlobDirectory(options.blobDir, { create: true }) : null;
-    // Blob chunks of a transaction that never committed (a crash) are of no use (DEV-BLOBTMP-1).
-    const stale = this.blobs?.removeIncoming() ?? 0;
-    if (stale) this.logger.log('info', 'blob-tmp', `removed ${stale} incomplete incoming blob file(s)`);
-    this.applier = new SecondaryApplier(this.writer, this.blobs, this.logger, options.sync === 'group');
+    this.writer = this.openStorage();
+    this.applier = this.newApplier();
   }
 
-  /** Opens (and recovers) the file, starts serving downstream if asked, and connects. */
+  private newApplier(): SecondaryApplier {
+    return new SecondaryApplier(this.writer, this.blobs, this.logger, this.options.sync === 'group', this.options.extensionGlobals);
+  }
+
+  /** Opens and recovers the file; blob chunks of a transaction that never committed are of no use (DEV-BLOBTMP-1). */
+  private openStorage(): FileStorageWriter {
+    const writer = FileStorageWriter.open(this.options.fs);
+    const r = writer.recovery;
+    if (r) this.logger.log('warn', 'recovered', `damaged tail (${r.reason}) of ${r.removed} bytes saved to ${r.savedAs}`, { offset: r.truncatedAt });
+    const stale = this.blobs?.removeIncoming() ?? 0;
+    if (stale) this.logger.log('info', 'blob-tmp', `removed ${stale} incomplete incoming blob file(s)`);
+    return writer;
+  }
+
+  /**
+   * After a storage failure (FS-FAIL-2): the file is opened again, which cuts off whatever
+   * the failure left at its end; false, logged, when it cannot be opened yet.
+   */
+  private reopenStorage(): boolean {
+    try {
+      this.writer.discard();
+    } catch {
+      // the descriptor is gone either way
+    }
+    try {
+      this.writer = this.openStorage();
+    } catch (e) {
+      const failure = storageFailure(e, this.options.fs);
+      if (!failure) throw e;
+      this.logger.log('error', 'storage-failed', failure.message, { code: failure.code, errno: failure.errno, requirement: failure.requirement });
+      return false;
+    }
+    this.applier = this.newApplier();
+    this.reopen = false;
+    return true;
+  }
+
+  /** A storage failure: the open transaction is abandoned and the file reopened before the next connection. */
+  private storageFailed(failure: StorageError): void {
+    this.reopen = true;
+    this.logger.log('error', 'storage-failed', `${failure.message}; transaction abandoned`, { code: failure.code, errno: failure.errno, requirement: failure.requirement });
+    this.abandon();
+  }
+
+  /** Aborts the open transaction, if any; a failure to cut the file back is a storage failure too. */
+  private abandon(): void {
+    try {
+      this.applier.abort();
+    } catch (e) {
+      const failure = storageFailure(e, this.options.fs);
+      if (!failure) throw e;
+      this.reopen = true;
+      this.logger.log('error', 'storage-failed', failure.message, { code: failure.code, errno: failure.errno, requirement: failure.requirement });
+    }
+  }
+
+  /** Locks, opens (and recovers) the file, starts serving downstream if asked, and connects. */
   static async start(options: SecondaryOptions): Promise<Secondary> {
     if (options.listen && options.from && sameAddress(options.listen, options.from)) {
       throw new ZrsError('ERR_CONFIG', 'Values for replicate-to and replicate-from must be different.', 'WIRE-CHAIN-4');
     }
-    const s = new Secondary(options);
+    const lock = await FileLock.acquire(options.fs);
+    let s: Secondary | null = null;
     try {
+      s = new Secondary(options, lock);
       if (options.listen) {
         s.downstream = await Primary.start({ fs: options.fs, listen: options.listen, blobDir: options.blobDir ?? null, mode: 'chained', logger: s.logger });
       }
     } catch (e) {
-      s.writer.close();
+      s?.writer.close();
+      await lock.release();
       throw e;
     }
     s.connect();
@@ -166,11 +250,13 @@ export class Secondary extends EventEmitter {
         this.connect();
       });
     }
+    if (this.reopen && !this.reopenStorage()) return this.retryLater(`cannot open ${this.options.fs}`, null);
     const peer = formatAddress(a);
     const socket = a.kind === 'unix' ? net.connect(a.path) : net.connect({ port: a.port, host: a.host || 'localhost' });
     this.socket = socket;
-    const frames = new FrameDecoder();
     let stream: StreamDecoder | null = null;
+    // a control message is small; record data and blob chunks are bounded apart (WIRE-FRAME-8, WIRE-FRAME-9)
+    const frames = new FrameDecoder(() => (stream?.expecting === 'message' ? this.messageBound : this.recordBound));
     let failure: string | null = null;
 
     socket.on('connect', () => {
@@ -189,18 +275,25 @@ export class Secondary extends EventEmitter {
 
     socket.on('data', (chunk: Buffer) => {
       if (!stream || failure) return;
+      const decoder = stream;
       try {
-        for (const frame of frames.push(chunk)) {
-          const event = stream.push(frame);
-          if (!event) continue;
+        frames.feed(chunk, (frame) => {
+          const event = decoder.push(frame);
+          if (!event) return;
           const tid = this.applier.apply(event);
           if (tid) this.finished(tid);
-        }
+        });
       } catch (e) {
-        if (!(e instanceof ZrsError)) throw e;
-        failure = e.message;
-        this.logger.log('error', 'input-error', e.message, { peer, code: e.code, requirement: e.requirement });
-        this.applier.abort();
+        const storage = storageFailure(e, this.options.fs);
+        if (storage) {
+          failure = storage.message;
+          this.storageFailed(storage);
+        } else {
+          if (!(e instanceof ZrsError)) throw e;
+          failure = e.message;
+          this.logger.log('error', 'input-error', e.message, { peer, code: e.code, requirement: e.requirement });
+          this.abandon();
+        }
         socket.destroy();
       }
     });
@@ -211,21 +304,26 @@ export class Secondary extends EventEmitter {
 
     socket.on('close', () => {
       this.stopKeepAlive();
-      if (this.applier.inTransaction) this.applier.abort(); // WIRE-CLOSE-6
+      if (this.applier.inTransaction) this.abandon(); // WIRE-CLOSE-6
       void this.flush();
       if (this.socket === socket) this.socket = null;
       this.bytesReceived += socket.bytesRead;
       this.connectedFrom = null;
       const reason = failure ?? 'connection closed by the primary';
       this.emit('disconnected', reason);
-      if (this.closed) return;
-      const delay = this.options.reconnectDelay ?? 60;
-      this.logger.log('info', 'disconnected', `${reason}; reconnecting in ${delay} s`, { peer });
-      this.reconnectTimer = setTimeout(() => {
-        this.reconnectTimer = null;
-        this.connect();
-      }, delay * 1000);
+      this.retryLater(reason, peer);
     });
+  }
+
+  /** Connects again after the reconnect delay (WIRE-RECON-1), unless closed. */
+  private retryLater(reason: string, peer: string | null): void {
+    if (this.closed) return;
+    const delay = this.options.reconnectDelay ?? 60;
+    this.logger.log('info', 'disconnected', `${reason}; reconnecting in ${delay} s`, peer ? { peer } : {});
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = null;
+      this.connect();
+    }, delay * 1000);
   }
 
   /** A transaction was finished: committed now, or (group commit) once a later fsync covers it. */
@@ -253,9 +351,12 @@ export class Secondary extends EventEmitter {
           this.committed(tids);
         }
       } catch (e) {
-        // nothing finished since the last fsync can count as committed: stop, saying why
-        this.logger.log('error', 'fsync-failed', `fsync of ${this.options.fs} failed: ${(e as Error).message}`);
-        throw e;
+        // nothing finished since the last fsync counts as committed; the file is reopened before the next connection
+        const failure = storageFailure(e, this.options.fs);
+        if (!failure) throw e;
+        this.unsynced = [];
+        this.storageFailed(failure);
+        this.socket?.destroy();
       } finally {
         this.syncing = null;
       }
@@ -288,10 +389,15 @@ export class Secondary extends EventEmitter {
 
   /**
    * Stops for good (WIRE-SHUT-4): no more reconnects, the connection closed, the open
-   * transaction aborted, then the downstream primary (if chained) and the file closed.
+   * transaction aborted, then the downstream primary (if chained) and the file closed and
+   * unlocked. Resolves when all that is done, however often it is called.
    */
-  async close(): Promise<void> {
-    if (this.closed) return;
+  close(): Promise<void> {
+    this.closing ??= this.stop();
+    return this.closing;
+  }
+
+  private async stop(): Promise<void> {
     this.closed = true;
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
     const socket = this.socket;
@@ -301,9 +407,11 @@ export class Secondary extends EventEmitter {
       await gone;
     }
     this.stopKeepAlive();
-    this.applier.abort();
+    this.abandon();
     await this.flush();
     await this.downstream?.close();
-    this.writer.close();
+    if (this.reopen) this.writer.discard();
+    else this.writer.close();
+    await this.lock.release();
   }
 }

@@ -76,4 +76,13 @@ describe('zrs', () => {
     const option = zrs('fsdump', '--frob', 'x');
     expect([option.status, option.stderr]).toEqual([2, expect.stringMatching(/unknown option --frob/)]);
   });
+
+  it('[WIRE-FRAME-8] [WIRE-FRAME-9] a receive limit is a size in bytes, K, M or G; anything else is refused before the secondary starts', () => {
+    for (const bad of ['0', '12X', '1.5M', '4G']) {
+      const r = zrs('secondary', '--fs', '/nonexistent/dir/Data.fs', '--from', '127.0.0.1:1', '--max-record-size', bad);
+      expect([r.status, r.stderr], bad).toEqual([2, expect.stringContaining(`--max-record-size takes a size in bytes from 1 to 4G-1 (suffix K, M or G), not "${bad}"`)]);
+    }
+    const message = zrs('secondary', '--fs', '/nonexistent/dir/Data.fs', '--from', '127.0.0.1:1', '--max-message-size', '');
+    expect(message.status).toBe(2);
+  });
 });

@@ -10,7 +10,7 @@ afterAll(() => ws.cleanup());
 
 /** Runs a primary, writes `lines` to it, closes its input, and returns everything it printed. */
 async function converse(lines: string[]): Promise<{ out: Record<string, unknown>[]; code: number | null; stderr: string }> {
-  const proc = spawn(process.execPath, [ZRS_BIN, 'primary', '--fs', ws.file('p.fs'), '--listen', '127.0.0.1:0', '--control', 'stdio'], {
+  const proc = spawn(process.execPath, [ZRS_BIN, 'primary', '--create', '--fs', ws.file('p.fs'), '--listen', '127.0.0.1:0', '--control', 'stdio'], {
     stdio: ['pipe', 'pipe', 'pipe'],
   });
   const out: Record<string, unknown>[] = [];
@@ -46,7 +46,7 @@ describe('the control channel', () => {
   });
 
   it('[CONF-PROC-4] [CONF-CTL-5] [CONF-CTL-6] [CONF-CTL-9] [CONF-CTL-10] [CONF-CTL-12] a secondary reports commits, refuses writes, and stops on shutdown', async () => {
-    const p = await NodeProcess.start(['primary', '--fs', ws.file('p.fs'), '--listen', '127.0.0.1:0']);
+    const p = await NodeProcess.start(['primary', '--create', '--fs', ws.file('p.fs'), '--listen', '127.0.0.1:0']);
     const s = await NodeProcess.start(['secondary', '--fs', ws.file('s.fs'), '--from', p.ready.listen as string, '--reconnect-delay', '0.1']);
     const c = await p.request('commit', { records: records(2, 10, 3) });
     await s.waitFor((m) => m.event === 'committed' && m.tid === c.tid);
@@ -61,13 +61,13 @@ describe('the control channel', () => {
   });
 
   it('[CONF-PROC-2] SIGTERM stops a node gracefully with status 0', async () => {
-    const p = await NodeProcess.start(['primary', '--fs', ws.file('p.fs'), '--listen', '127.0.0.1:0']);
+    const p = await NodeProcess.start(['primary', '--create', '--fs', ws.file('p.fs'), '--listen', '127.0.0.1:0']);
     expect(await p.kill('SIGTERM')).toEqual({ code: 0, signal: null });
   });
 
   it('[CONF-PROC-3] a node that cannot start exits non-zero and says why', () => {
-    const taken = spawnSync(process.execPath, [ZRS_BIN, 'primary', '--fs', '/nonexistent/dir/p.fs', '--listen', '127.0.0.1:0'], { encoding: 'utf8' });
+    const taken = spawnSync(process.execPath, [ZRS_BIN, 'primary', '--create', '--fs', '/nonexistent/dir/p.fs', '--listen', '127.0.0.1:0'], { encoding: 'utf8' });
     expect(taken.status).toBe(2);
-    expect(taken.stderr).toMatch(/zrs primary: cannot open \/nonexistent\/dir\/p\.fs: ENOENT/);
+    expect(taken.stderr).toMatch(/zrs primary: cannot open \/nonexistent\/dir\/p\.fs\.lock: ENOENT/);
   });
 });

@@ -127,7 +127,7 @@ describe('provider names, order and choice (no server needed)', () => {
 
   it('[DISC-REG-8] zrs primary refuses to register a Unix socket', async () => {
     const sock = `${ws.dir}/p.sock`;
-    const n = await NodeProcess.start(['primary', '--fs', ws.file('p.fs'), '--listen', sock, '--zookeeper', '127.0.0.1:1', '--register', '/p']).catch((e: Error) => e);
+    const n = await NodeProcess.start(['primary', '--create', '--fs', ws.file('p.fs'), '--listen', sock, '--zookeeper', '127.0.0.1:1', '--register', '/p']).catch((e: Error) => e);
     expect(n).toBeInstanceOf(Error);
     expect((n as Error).message).toMatch(/exited with 2[\s\S]*cannot register the Unix socket/);
   });
@@ -172,7 +172,7 @@ describe.skipIf(!installed && !inCI)('with a real ZooKeeper server', () => {
   });
 
   it('[DISC-REG-1] [DISC-REG-2] [DISC-REG-3] [DISC-REG-6] [DISC-REG-9] zrs primary --zookeeper --register: an ephemeral HOST:PORT node with the pid, gone at shutdown', async () => {
-    const p = await start(['primary', '--fs', ws.file('p.fs'), '--listen', '127.0.0.1:0', '--zookeeper', server.connectionString, '--register', '/reg/db/replication/providers']);
+    const p = await start(['primary', '--create', '--fs', ws.file('p.fs'), '--listen', '127.0.0.1:0', '--zookeeper', server.connectionString, '--register', '/reg/db/replication/providers']);
     const listen = p.ready.listen as string;
     expect(listen).toMatch(/^127\.0\.0\.1:[1-9][0-9]*$/);
     expect(p.ready.registered).toBe(`/reg/db/replication/providers/${listen}`);
@@ -196,7 +196,7 @@ describe.skipIf(!installed && !inCI)('with a real ZooKeeper server', () => {
     expect(s.ready.discover).toBe(path);
     await new Promise((r) => setTimeout(r, 300));
     expect(s.stderr).not.toMatch(/connected: replicating/); // nowhere to connect to
-    const p = await start(['primary', '--fs', ws.file('p.fs'), '--listen', '127.0.0.1:0', '--zookeeper', server.connectionString, '--register', path]);
+    const p = await start(['primary', '--create', '--fs', ws.file('p.fs'), '--listen', '127.0.0.1:0', '--zookeeper', server.connectionString, '--register', path]);
     const tid = await commit(p, 1);
     await s.committed(tid, 10_000);
     expect(s.stderr).toContain(`replicating from ${p.ready.listen as string} (found under ${path})`);
@@ -207,7 +207,7 @@ describe.skipIf(!installed && !inCI)('with a real ZooKeeper server', () => {
   it('[DISC-FIND-1] [DISC-FIND-8] [WIRE-RECON-4] a primary restarted on a new port is found again, with nothing lost', async () => {
     const path = '/moving/providers';
     const pfs = ws.file('p.fs');
-    const primaryArgs = ['primary', '--fs', pfs, '--listen', '127.0.0.1:0', '--zookeeper', server.connectionString, '--register', path];
+    const primaryArgs = ['primary', '--create', '--fs', pfs, '--listen', '127.0.0.1:0', '--zookeeper', server.connectionString, '--register', path];
     let p = await start(primaryArgs);
     const s = await start(['secondary', '--fs', ws.file('s.fs'), '--zookeeper', server.connectionString, '--discover', path, '--reconnect-delay', '0.1']);
     const tids = [await commit(p, 1), await commit(p, 2)];
@@ -232,7 +232,7 @@ describe.skipIf(!installed && !inCI)('with a real ZooKeeper server', () => {
   it('[DISC-FIND-4] [DISC-REG-2] chained secondaries register under their own path; a secondary of theirs picks the first in order', async () => {
     const up = '/chain/db/replication/providers';
     const down = '/chain/db/secondary/replication/providers';
-    const p = await start(['primary', '--fs', ws.file('p.fs'), '--listen', '127.0.0.1:0', '--zookeeper', server.connectionString, '--register', up]);
+    const p = await start(['primary', '--create', '--fs', ws.file('p.fs'), '--listen', '127.0.0.1:0', '--zookeeper', server.connectionString, '--register', up]);
     const chained = await Promise.all(
       [0, 1, 2].map(() =>
         start(['secondary', '--fs', ws.file('c.fs'), '--zookeeper', server.connectionString, '--discover', up, '--listen', '127.0.0.1:0', '--register', down, '--reconnect-delay', '0.1']),
@@ -259,7 +259,7 @@ describe.skipIf(!installed && !inCI)('with a real ZooKeeper server', () => {
     await zk.createEphemeral(`${path}/${dead}`, Buffer.from('not JSON: the data plays no part'));
     const s = await start(['secondary', '--fs', ws.file('s.fs'), '--zookeeper', server.connectionString, '--discover', path, '--reconnect-delay', '0.1']);
     expect(s.ready.from).toBe(dead);
-    const p = await start(['primary', '--fs', ws.file('p.fs'), '--listen', '127.0.0.1:0', '--zookeeper', server.connectionString, '--register', path]);
+    const p = await start(['primary', '--create', '--fs', ws.file('p.fs'), '--listen', '127.0.0.1:0', '--zookeeper', server.connectionString, '--register', path]);
     const tid = await commit(p, 1);
     await s.committed(tid, 10_000);
     expect(s.stderr).toContain(`replicating from ${p.ready.listen as string}`);
@@ -305,7 +305,7 @@ describe.skipIf(!installed && !inCI)('with a real ZooKeeper server', () => {
   it('[DISC-ZK-2] [DISC-FIND-1] ZooKeeper restarted under running nodes: replication goes on, registration and watch survive', async () => {
     const path = '/restart/providers';
     const pfs = ws.file('p.fs');
-    const primaryArgs = ['primary', '--fs', pfs, '--listen', '127.0.0.1:0', '--zookeeper', server.connectionString, '--register', path];
+    const primaryArgs = ['primary', '--create', '--fs', pfs, '--listen', '127.0.0.1:0', '--zookeeper', server.connectionString, '--register', path];
     let p = await start(primaryArgs);
     const s = await start(['secondary', '--fs', ws.file('s.fs'), '--zookeeper', server.connectionString, '--discover', path, '--reconnect-delay', '0.1']);
     await s.committed(await commit(p, 1));

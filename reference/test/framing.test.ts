@@ -78,6 +78,40 @@ describe('framing', () => {
     expect(new FrameDecoder(PRIMARY_RECEIVE_LIMIT).push(encodeFrame(Buffer.alloc(n)))).toHaveLength(1);
   });
 
+  test.prop([fc.array(fc.integer({ min: 0, max: 40 }), { minLength: 1, maxLength: 8 }), fc.array(fc.nat(400))])(
+    '[WIRE-FRAME-8] [WIRE-FRAME-9] a limit by state is asked at each header, once every earlier frame has been handled',
+    (lengths, cuts) => {
+      // even frames are "control messages" of at most 20 bytes, odd ones "data" of at most 40
+      const bytes = Buffer.concat(lengths.map((n, i) => encodeFrame(Buffer.alloc(n, i))));
+      let handled = 0;
+      const bound = () => (handled % 2 === 0 ? { max: 20, code: 'ERR_MESSAGE_TOO_LARGE', requirement: 'WIRE-FRAME-8', what: 'control message' } : { max: 40, code: 'ERR_RECORD_TOO_LARGE', requirement: 'WIRE-FRAME-9', what: 'data' });
+      const d = new FrameDecoder(bound);
+      const points = [...new Set(cuts)].filter((c) => c > 0 && c < bytes.length).sort((a, b) => a - b);
+      const refused = lengths.findIndex((n, i) => i % 2 === 0 && n > 20);
+      let error: unknown = null;
+      let from = 0;
+      try {
+        for (const c of [...points, bytes.length]) {
+          d.feed(bytes.subarray(from, c), (f) => {
+            expect(f.equals(Buffer.alloc(lengths[handled]!, handled))).toBe(true);
+            handled++;
+          });
+          from = c;
+        }
+      } catch (e) {
+        error = e;
+      }
+      if (refused < 0) {
+        expect(error).toBeNull();
+        expect(handled).toBe(lengths.length);
+      } else {
+        expect(handled).toBe(refused);
+        expect(error).toMatchObject({ code: 'ERR_MESSAGE_TOO_LARGE', requirement: 'WIRE-FRAME-8', length: lengths[refused], limit: 20 });
+        expect((error as Error).message).toBe(`control message of ${lengths[refused]} bytes exceeds the receive limit of 20`);
+      }
+    },
+  );
+
   it('refuses to encode a length a header cannot hold', () => {
     expect(() => frameHeader(2 ** 32)).toThrow(FramingError);
     expect(() => frameHeader(-1)).toThrow(FramingError);

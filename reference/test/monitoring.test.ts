@@ -49,7 +49,7 @@ describe('zrs lag', () => {
 
 describe('status servers', () => {
   it('a primary and a secondary report their state on /status and /metrics; zrs lag reads them', async () => {
-    const p = await start(['primary', '--fs', ws.file('p.fs'), '--listen', '127.0.0.1:0', '--status-listen', '127.0.0.1:0']);
+    const p = await start(['primary', '--create', '--fs', ws.file('p.fs'), '--listen', '127.0.0.1:0', '--status-listen', '127.0.0.1:0']);
     const s = await start(['secondary', '--fs', ws.file('s.fs'), '--from', p.ready.listen as string, '--status-listen', '127.0.0.1:0', '--reconnect-delay', '0.1']);
     let last = '';
     for (let i = 0; i < 5; i++) last = (await p.request('commit', { records: records(2, 100, i) })).tid as string;

@@ -17,7 +17,7 @@ async function commit(p: NodeProcess, n: number, size: number, seed: number): Pr
 
 describe('zrs primary and zrs secondary', () => {
   it('[WIRE-TXN-10] [WIRE-CHAIN-2] replicate over TCP; the secondary file is valid and holds the same transactions', async () => {
-    const p = await start(['primary', '--fs', ws.file('p.fs'), '--listen', '127.0.0.1:0']);
+    const p = await start(['primary', '--create', '--fs', ws.file('p.fs'), '--listen', '127.0.0.1:0']);
     const first = await commit(p, 3, 100, 1);
     const s = await start(['secondary', '--fs', ws.file('s.fs'), '--from', p.ready.listen as string, '--reconnect-delay', '0.1']);
     await s.committed(first);
@@ -39,7 +39,7 @@ describe('zrs primary and zrs secondary', () => {
 
   it('[WIRE-ADDR-2] over a unix socket path, undo on the primary included', async () => {
     const sock = path.join(ws.dir, 'p.sock');
-    const p = await start(['primary', '--fs', ws.file('p.fs'), '--listen', sock]);
+    const p = await start(['primary', '--create', '--fs', ws.file('p.fs'), '--listen', sock]);
     const t1 = await commit(p, 1, 10, 1);
     const t2 = await commit(p, 2, 10, 2);
     const undo = await p.request('undo', { tid: t2 });
@@ -59,7 +59,7 @@ describe('zrs primary and zrs secondary', () => {
   });
 
   it('[WIRE-TXN-8] [CONF-CTL-8] pack on the primary while a secondary replicates: it keeps its history and goes on', async () => {
-    const p = await start(['primary', '--fs', ws.file('p.fs'), '--listen', '127.0.0.1:0']);
+    const p = await start(['primary', '--create', '--fs', ws.file('p.fs'), '--listen', '127.0.0.1:0']);
     const s = await start(['secondary', '--fs', ws.file('s.fs'), '--from', p.ready.listen as string, '--reconnect-delay', '0.1']);
     const pickle = (n: number) => Buffer.concat([Buffer.from('80034e2e', 'hex'), Buffer.from(`\x80\x03K${String.fromCharCode(n)}.`, 'latin1')]).toString('hex');
     const tids: string[] = [];
@@ -82,7 +82,7 @@ describe('zrs primary and zrs secondary', () => {
   });
 
   it('[WIRE-SHUT-1] SIGTERM on the primary: the connected secondary still gets every committed transaction', async () => {
-    const p = await start(['primary', '--fs', ws.file('p.fs'), '--listen', '127.0.0.1:0']);
+    const p = await start(['primary', '--create', '--fs', ws.file('p.fs'), '--listen', '127.0.0.1:0']);
     const s = await start(['secondary', '--fs', ws.file('s.fs'), '--from', p.ready.listen as string, '--reconnect-delay', '30']);
     await commit(p, 1, 10, 0);
     await s.waitFor((m) => m.event === 'committed');
@@ -95,7 +95,7 @@ describe('zrs primary and zrs secondary', () => {
   });
 
   it('[FS-RECOVER-1] [DEV-RESUME-1] [FS-COMMIT-7] kill -9 of the secondary while it catches up (fsync each transaction, or group commit), then a restart: nothing lost, nothing twice', async () => {
-    const p = await start(['primary', '--fs', ws.file('p.fs'), '--listen', '127.0.0.1:0']);
+    const p = await start(['primary', '--create', '--fs', ws.file('p.fs'), '--listen', '127.0.0.1:0']);
     let last = '';
     for (let i = 0; i < 100; i++) last = await commit(p, 5, 40_000, i);
     const sf = ws.file('s.fs');
@@ -141,7 +141,7 @@ describe('zrs primary and zrs secondary', () => {
   });
 
   it('logs one JSON object per event with --log-format json, naming the peer', async () => {
-    const p = await start(['primary', '--fs', ws.file('p.fs'), '--listen', '127.0.0.1:0', '--log-format', 'json']);
+    const p = await start(['primary', '--create', '--fs', ws.file('p.fs'), '--listen', '127.0.0.1:0', '--log-format', 'json']);
     const s = await start(['secondary', '--fs', ws.file('s.fs'), '--from', p.ready.listen as string, '--log-format', 'json']);
     await s.committed(await commit(p, 1, 10, 1));
     await s.request('shutdown');
