@@ -119,7 +119,8 @@ export class FileStorageWriter {
   /**
    * Opens (creating it with the `FS30` magic when missing or empty) and recovers the file:
    * a damaged tail is saved to the first unused `FILE.trN` and cut off, and a stale
-   * `FILE.index` removed. Damage anywhere else is refused with a {@link FileFormatError}.
+   * `FILE.index` removed; then the file is fsynced. Damage anywhere else is refused with a
+   * {@link FileFormatError}.
    */
   static open(path: string): FileStorageWriter {
     if (!existsSync(path)) closeSync(openSync(path, 'wx'));
@@ -127,6 +128,9 @@ export class FileStorageWriter {
     let recovery: Recovery | null;
     try {
       recovery = recover(path, fd);
+      // what the file holds counts as committed from here on: make it durable first (a
+      // process that died, or a storage failure, may have left it written but not synced)
+      fsyncSync(fd);
     } finally {
       closeSync(fd);
     }
