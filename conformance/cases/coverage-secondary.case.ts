@@ -10,7 +10,7 @@ import { BlobDirectory } from '../../reference/filestorage/blobs.ts';
 import { checkFile } from '../../reference/filestorage/checker.ts';
 import { fileContent } from '../../reference/filestorage/content.ts';
 import { FileStorageReader } from '../../reference/filestorage/reader.ts';
-import { encodeFrame } from '../../reference/framing.ts';
+import { encodeFrame, frameHeader } from '../../reference/framing.ts';
 import type { Frame } from '../../reference/primary/frames.ts';
 import { decodeMessage, encodeMessage, type TransactionMessage } from '../../reference/messages.ts';
 import type { Address } from '../../reference/net/address.ts';
@@ -527,6 +527,41 @@ describe(`secondary: ${iut.name}`, () => {
     } finally {
       tmpfs.unmount();
     }
+  }, 180_000);
+
+  it('[WIRE-FRAME-8] [WIRE-FRAME-9] just over the declared limits: a header one byte beyond maxMessageSize or maxRecordSize ends the connection at once; a record of exactly maxRecordSize is stored (above the floor)', async (ctx) => {
+    requires(ctx, iut, 'secondary');
+    const { maxMessageSize, maxRecordSize } = iut.limits;
+    if (maxMessageSize === undefined && maxRecordSize === undefined) ctx.skip(`unsupported: ${iut.name} declares neither maxMessageSize nor maxRecordSize`);
+    const over = [...(maxMessageSize !== undefined ? ['message' as const] : []), ...(maxRecordSize !== undefined ? ['record' as const] : [])];
+    const closedBySecondary = new Map<string, boolean>();
+    // a record of exactly the limit, unless the limit is the floor, whose record the WIRE-FRAME-6 case stores
+    const atLimit = maxRecordSize === undefined || maxRecordSize === 64 << 20 ? null : Buffer.alloc(maxRecordSize, 0x5a);
+    const extra = atLimit ? [{ t: txn(LATER, 'a record at the limit'), records: [record(0x77, LATER, atLimit)] }] : [];
+    const serve = serveStore(store('small'), null, extra);
+    const p = await fake(async (c, n) => {
+      const what = over[n];
+      if (!what) return serve(c);
+      const { startTid } = await c.handshake;
+      const e = new StreamEncoder(startTid);
+      const begin = e.message(txn(after(LATER, 1)));
+      const header = frameHeader((what === 'message' ? maxMessageSize! : maxRecordSize!) + 1);
+      c.send(what === 'message' ? [...begin, header] : [...begin, ...e.message(record(1, after(LATER, 1), B('x')).message), header]);
+      closedBySecondary.set(what, await c.waitForClose(5_000));
+      c.destroy();
+    });
+    const s = await startSecondary({ from: p.address, reconnectDelay: 0.2 });
+    await check('WIRE-RECON-1', () => reaches(s, extra.length ? hex(LATER) : small.at(-1)!.tid, 120_000));
+    await s.node.stop();
+    await independently(
+      ...(maxMessageSize === undefined ? [] : [() => check('WIRE-FRAME-8', () => expect(closedBySecondary.get('message'), `closed within 5 s of a header of ${maxMessageSize + 1} bytes where a control message was expected`).toBe(true))]),
+      ...(maxRecordSize === undefined
+        ? []
+        : [
+            () => check('WIRE-FRAME-9', () => expect(closedBySecondary.get('record'), `closed within 5 s of a header of ${maxRecordSize + 1} bytes where record data was expected`).toBe(true)),
+            ...(atLimit ? [() => check('WIRE-FRAME-9', () => expect(transactionOf(s.fs, LATER)?.records[0]?.data === atLimit.toString('hex'), `the record of exactly ${maxRecordSize} bytes stored`).toBe(true))] : []),
+          ]),
+    );
   }, 180_000);
 
   it('[WIRE-SUM-9] [WIRE-TXN-13] a C without digest (C0) is a protocol error: the transaction is not committed and the secondary closes', async (ctx) => {

@@ -39,6 +39,23 @@ export interface RoleCommand {
   ready: Readiness;
 }
 
+/**
+ * The limits an implementation's nodes enforce as the harness starts them (wire-protocol §3.1
+ * and §9.7), when it declares them: the harness then sends just over each.
+ */
+export interface Limits {
+  /** A secondary's largest control message, in bytes (WIRE-FRAME-8). */
+  maxMessageSize?: number;
+  /** A secondary's largest record data frame or blob chunk, in bytes (WIRE-FRAME-9). */
+  maxRecordSize?: number;
+  /** Seconds a primary waits for a handshake (WIRE-LIMIT-1). */
+  handshakeTimeout?: number;
+  /** Connections a primary holds open at once (WIRE-LIMIT-3). */
+  maxConnections?: number;
+}
+
+const LIMITS = ['maxMessageSize', 'maxRecordSize', 'handshakeTimeout', 'maxConnections'] as const;
+
 /** A validated descriptor. */
 export interface Descriptor {
   name: string;
@@ -47,6 +64,7 @@ export interface Descriptor {
   primary: RoleCommand | null;
   secondary: RoleCommand | null;
   features: Set<Feature>;
+  limits: Limits;
   /** Path of the expected-failures file, if any. */
   expectedFailures: string | null;
 }
@@ -158,7 +176,7 @@ export function readDescriptor(file: string): Descriptor {
   } catch (e) {
     throw new DescriptorError(`${file}: cannot read it as JSON: ${(e as Error).message}`);
   }
-  const o = object(file, '$', raw, ['$schema', 'name', 'primary', 'secondary', 'features', 'expectedFailures', 'description']);
+  const o = object(file, '$', raw, ['$schema', 'name', 'primary', 'secondary', 'features', 'limits', 'expectedFailures', 'description']);
   const features = new Set<Feature>();
   if (o.features !== undefined) {
     if (!Array.isArray(o.features)) fail(file, '$.features', 'must be an array');
@@ -179,8 +197,24 @@ export function readDescriptor(file: string): Descriptor {
     primary,
     secondary,
     features,
+    limits: o.limits === undefined ? {} : limits(file, o.limits),
     expectedFailures: o.expectedFailures === undefined ? null : path.resolve(dir, string(file, '$.expectedFailures', o.expectedFailures)),
   };
+}
+
+function limits(file: string, v: Json): Limits {
+  const o = object(file, '$.limits', v, [...LIMITS]);
+  const out: Limits = {};
+  for (const k of LIMITS) {
+    const x = o[k];
+    if (x === undefined) continue;
+    const whole = k !== 'handshakeTimeout';
+    if (typeof x !== 'number' || !(x > 0) || (whole && !Number.isInteger(x)) || (k.endsWith('Size') && x >= 2 ** 32 - 1)) {
+      fail(file, `$.limits.${k}`, whole ? 'must be a whole number above 0' + (k.endsWith('Size') ? ' and below 2^32 - 1' : '') : 'must be a number of seconds above 0');
+    }
+    out[k] = x;
+  }
+  return out;
 }
 
 /** Expands a template: placeholders replaced, groups with a missing value dropped. */

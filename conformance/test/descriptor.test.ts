@@ -38,10 +38,19 @@ describe('IUT descriptors', () => {
     ['a bad stdout pattern', { name: 'x', primary: { ...primary, ready: { stdout: '(' } } }, /\$\.primary\.ready\.stdout: not a regular expression/],
     ['two readiness patterns', { name: 'x', primary: { ...primary, ready: { stdout: 'a', stderr: 'b' } } }, /\$\.primary\.ready: must be "control", "port"/],
     ['a command naming an unset variable', { name: 'x', primary: { ...primary, command: '${ZRS_TEST_SURELY_UNSET}' } }, /\$\.primary\.command: the environment variable ZRS_TEST_SURELY_UNSET is not set/],
+    ['an unknown limit', { name: 'x', primary, limits: { maxFrames: 3 } }, /\$\.limits\.maxFrames: unknown field/],
+    ['a limit that is not a whole number', { name: 'x', primary, limits: { maxConnections: 2.5 } }, /\$\.limits\.maxConnections: must be a whole number above 0/],
+    ['a size no frame header can exceed', { name: 'x', primary, limits: { maxRecordSize: 2 ** 32 - 1 } }, /\$\.limits\.maxRecordSize: must be a whole number above 0 and below 2\^32 - 1/],
+    ['a timeout of 0', { name: 'x', primary, limits: { handshakeTimeout: 0 } }, /\$\.limits\.handshakeTimeout: must be a number of seconds above 0/],
   ])('refuses %s, naming the file and the JSON path', (_name, content, message) => {
     const f = write(content);
     expect(() => readDescriptor(f)).toThrow(message);
     expect(() => readDescriptor(f)).toThrow(f);
+  });
+
+  it('reads the limits it declares (none when absent)', () => {
+    expect(readDescriptor(write({ name: 'x', primary, limits: { handshakeTimeout: 2.5, maxConnections: 7 } })).limits).toEqual({ handshakeTimeout: 2.5, maxConnections: 7 });
+    expect(readDescriptor(write({ name: 'x', primary })).limits).toEqual({});
   });
 
   it('reads a stderr readiness pattern', () => {
