@@ -97,6 +97,9 @@ export class FileStorageWriter {
   /** tid → offset of the transaction, for back pointer hints. */
   private readonly txnAt = new Map<number | string, number>();
   private open: PendingTransaction | null = null;
+  /** A background flush of a streaming transaction is running; the error of one, for the next sync. */
+  private flushing = false;
+  private flushError: Error | null = null;
 
   private constructor(
     readonly path: string,
@@ -276,9 +279,31 @@ export class FileStorageWriter {
     if (sync) this.sync();
   }
 
+  /**
+   * @internal Starts an fsync on the thread pool, unless one runs: while a large transaction
+   * streams, its bytes reach the disk meanwhile, so that the fsync of its commit, which holds
+   * the event loop, has little left to write. A failure is thrown by the next sync.
+   */
+  flushInBackground(): void {
+    if (this.flushing || this.fd < 0) return;
+    this.flushing = true;
+    fsync(this.fd, (e) => {
+      this.flushing = false;
+      if (e) this.flushError ??= e;
+    });
+  }
+
+  /** A failure of a background flush, thrown once: the data it covered may not be on disk. */
+  private throwFlushError(): void {
+    const e = this.flushError;
+    this.flushError = null;
+    if (e) throw e;
+  }
+
   /** Fsyncs what was finished without a sync, then counts it as committed; false when there was nothing. */
   sync(): boolean {
     if (this.nextOffset === this.endOffset) return false;
+    this.throwFlushError();
     fsyncSync(this.fd);
     this.endOffset = this.nextOffset;
     this.last = this.written;
@@ -295,6 +320,11 @@ export class FileStorageWriter {
     if (this.nextOffset === this.endOffset) return Promise.resolve(false);
     const upTo = this.nextOffset;
     const tid = this.written;
+    try {
+      this.throwFlushError();
+    } catch (e) {
+      return Promise.reject(e as Error);
+    }
     return new Promise((resolve, reject) =>
       fsync(this.fd, (e) => {
         if (e) return reject(e);
@@ -339,6 +369,8 @@ export class FileStorageWriter {
 
 /** A transaction's records go to the file once this many bytes of them wait in memory (FS-COMMIT-8). */
 const STREAM_BATCH = 1 << 20;
+/** A streaming transaction starts a background flush every time this many more bytes went to the file. */
+const FLUSH_EVERY = 32 << 20;
 
 /**
  * The length a streamed transaction's header carries until its vote: longer than any file,
@@ -355,6 +387,8 @@ export class PendingTransaction {
   private length = 0;
   /** The header and some records are in the file already (a large transaction). */
   private streaming = false;
+  /** Bytes streamed since the last background flush. */
+  private unflushed = 0;
   private readonly placed: { oid: number | string; offset: number }[] = [];
   private state: 'open' | 'voted' | 'done' = 'open';
   private readonly headerLength: number;
@@ -397,11 +431,16 @@ export class PendingTransaction {
   private stream(): void {
     const at = this.tpos + this.headerLength + this.length - this.buffered;
     const parts = this.parts;
+    this.unflushed += this.buffered;
     this.parts = [];
     this.buffered = 0;
     const first = !this.streaming;
     this.streaming = true; // from here on an abort cuts the file back
     this.writer.writeAt(first ? [...this.head(PROVISIONAL_TLEN), ...parts] : parts, first ? this.tpos : at);
+    if (this.unflushed >= FLUSH_EVERY) {
+      this.unflushed = 0;
+      this.writer.flushInBackground();
+    }
   }
 
   /**
