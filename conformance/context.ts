@@ -46,7 +46,7 @@ export const PROFILE: 'quick' | 'full' = process.env[ENV.profile] === 'full' ? '
 export const SEED = Number(process.env[ENV.seed] ?? 20261126);
 
 /** How long a property case may search and shrink; once spent, it reports what it found so far. */
-const PROPERTY_BUDGET_MS = PROFILE === 'full' ? 180_000 : 75_000;
+const PROPERTY_BUDGET_MS = process.env[ENV.propertyBudget] ? Number(process.env[ENV.propertyBudget]) * 1000 : PROFILE === 'full' ? 180_000 : 75_000;
 
 /** The vitest timeout of a property case: its budget, and time to stop its nodes and report. */
 export const PROPERTY_TIMEOUT_MS = PROPERTY_BUDGET_MS + 40_000;

@@ -15,4 +15,6 @@ export const ENV = {
   /** fast-check path of a failure to replay (with the same seed). */
   replay: 'ZRS_CONFORMANCE_REPLAY',
   reportDir: 'ZRS_CONFORMANCE_REPORT_DIR',
+  /** Seconds a property case may search and shrink, replacing the profile's budget (tests of the harness itself). */
+  propertyBudget: 'ZRS_CONFORMANCE_PROPERTY_BUDGET',
 } as const;

@@ -12,6 +12,7 @@
  */
 import { MessageError, PickleError } from './errors.ts';
 import { readPickle } from './pickle/decoder.ts';
+import type { PickleLimits } from './pickle/limits.ts';
 import { dumpPickle } from './pickle/encoder.ts';
 import { isInert, type PickleValue, PyDict, PyTuple } from './pickle/values.ts';
 import { encodeFastMessage, matchFastMessage } from './fast-messages.ts';
@@ -82,15 +83,16 @@ export function encodePickledMessage(m: Message): Buffer {
 /**
  * Decodes a control message, accepting the Python 3 and Python 2 encodings. Fields are
  * read by type: bytes fields accept the Python 2 string forms, text fields accept ASCII
- * bytes. A class reference or call anywhere outside the extension dict is refused.
+ * bytes. A class reference or call anywhere outside the extension dict is refused. `limits`
+ * replace the decoder's defaults (wire-protocol §6.7); the fast path never comes near them.
  */
-export function decodeMessage(payload: Uint8Array): Message {
-  return matchFastMessage(payload) ?? decodePickledMessage(payload);
+export function decodeMessage(payload: Uint8Array, limits?: Partial<PickleLimits>): Message {
+  return matchFastMessage(payload) ?? decodePickledMessage(payload, limits);
 }
 
 /** @internal {@link decodeMessage} through the general pickle decoder alone. */
-export function decodePickledMessage(payload: Uint8Array): Message {
-  const { value: top, end, leftover } = readPickle(payload);
+export function decodePickledMessage(payload: Uint8Array, limits?: Partial<PickleLimits>): Message {
+  const { value: top, end, leftover } = readPickle(payload, 0, limits);
   if (end !== payload.length) throw new PickleError('ERR_PICKLE_TRAILING', `${payload.length - end} bytes after STOP`, end, 'WIRE-PICKLE-10');
   if (leftover) throw new PickleError('ERR_PICKLE_LEFTOVER', `${leftover} item(s) or mark(s) left on the stack at STOP`, end - 1, 'WIRE-PICKLE-10');
   const shape = (what: string): never => {

@@ -19,6 +19,7 @@ import {
   type StoreMessage,
   type TransactionMessage,
 } from './messages.ts';
+import type { PickleLimits } from './pickle/limits.ts';
 
 /** A primary broke the message grammar or the checksum did not match. */
 export class StreamError extends ZrsError {}
@@ -39,6 +40,8 @@ type Expect =
 export interface StreamDecoderOptions {
   /** Refuse a commit whose digest differs from the running one (default true). */
   checkChecksums?: boolean;
+  /** Decoding limits of control messages, replacing the defaults (wire-protocol §6.7). */
+  pickleLimits?: Partial<PickleLimits>;
 }
 
 /** Decodes the frames a primary sends after the handshake. */
@@ -47,10 +50,12 @@ export class StreamDecoder {
   private expect: Expect = { next: 'message' };
   private open: TransactionMessage | null = null;
   private readonly check: boolean;
+  private readonly limits: Partial<PickleLimits> | undefined;
 
   constructor(startTid: Uint8Array, options: StreamDecoderOptions = {}) {
     this.sum = new RunningChecksum(startTid);
     this.check = options.checkChecksums ?? true;
+    this.limits = options.pickleLimits;
   }
 
   /** What the next frame is, by its position in the grammar. */
@@ -83,7 +88,7 @@ export class StreamDecoder {
       this.expect = index + 1 < e.message.blocks ? { ...e, index: index + 1 } : { next: 'message' };
       return { kind: 'chunk', message: e.message, index, data: payload };
     }
-    const message = decodeMessage(payload);
+    const message = decodeMessage(payload, this.limits);
     const event = this.control(message);
     this.sum.update(payload);
     return event;

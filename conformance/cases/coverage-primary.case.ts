@@ -22,7 +22,7 @@ import { checkTransactions, expectedTransactions, firstDifference } from '../exp
 import { FakeSecondary, sleep } from '../peers/fake-secondary.ts';
 import { blobDirFiles, blobPlace } from '../blob-places.ts';
 import { after, hex, LATER, oid, tidOf, tids } from '../tids.ts';
-import * as floors from '../pickle-floors.ts';
+import * as floors from '../pickle-limits.ts';
 import type { PyDict } from '../../reference/pickle/values.ts';
 
 const iut = primaryIut();

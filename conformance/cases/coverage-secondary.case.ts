@@ -15,9 +15,9 @@ import type { Frame } from '../../reference/primary/frames.ts';
 import { decodeMessage, encodeMessage, type TransactionMessage } from '../../reference/messages.ts';
 import type { Address } from '../../reference/net/address.ts';
 import { type Json, pickleToJson } from '../../reference/pickle/json.ts';
-import { PyDict } from '../../reference/pickle/values.ts';
+import { PyDict, PyTuple } from '../../reference/pickle/values.ts';
 import { type OutgoingRecord, StreamEncoder } from '../../reference/stream.ts';
-import { hex8, tidFromParts, Z64 } from '../../reference/timestamp.ts';
+import { compareTids, hex8, tidFromParts, Z64 } from '../../reference/timestamp.ts';
 import { lastTidOf, reaches, requires, secondaryIut, SEED, startSecondary, workdir } from '../context.ts';
 import { until } from '../wait.ts';
 import { FIXTURES } from '../env.ts';
@@ -45,7 +45,8 @@ import { canMountTmpfs, mountTmpfs } from '../tmpfs.ts';
 import { check, independently } from '../checks.ts';
 import { expectedTransactions } from '../expected.ts';
 import { after, hex, LATER, oid, tidOf } from '../tids.ts';
-import * as floors from '../pickle-floors.ts';
+import * as floors from '../pickle-limits.ts';
+import { atLimit, DECODING_LIMITS, HARNESS_CEILING, HARNESS_CEILING_OPTIONS, overLimit } from '../pickle-limits.ts';
 import { loadPickle } from '../../reference/pickle/decoder.ts';
 
 const iut = secondaryIut();
@@ -529,7 +530,7 @@ describe(`secondary: ${iut.name}`, () => {
     }
   }, 180_000);
 
-  it('[WIRE-FRAME-8] [WIRE-FRAME-9] just over the declared limits: a header one byte beyond maxMessageSize or maxRecordSize ends the connection at once; a record of exactly maxRecordSize is stored (above the floor)', async (ctx) => {
+  it('[WIRE-FRAME-8] [WIRE-FRAME-9] just over and at the declared limits: a header one byte beyond maxMessageSize or maxRecordSize ends the connection at once; a T of exactly maxMessageSize (up to 64 MiB) is committed, and a record of exactly maxRecordSize is stored (above the floor)', async (ctx) => {
     requires(ctx, iut, 'secondary');
     const { maxMessageSize, maxRecordSize } = iut.limits;
     if (maxMessageSize === undefined && maxRecordSize === undefined) ctx.skip(`unsupported: ${iut.name} declares neither maxMessageSize nor maxRecordSize`);
@@ -537,7 +538,16 @@ describe(`secondary: ${iut.name}`, () => {
     const closedBySecondary = new Map<string, boolean>();
     // a record of exactly the limit, unless the limit is the floor, whose record the WIRE-FRAME-6 case stores
     const atLimit = maxRecordSize === undefined || maxRecordSize === 64 << 20 ? null : Buffer.alloc(maxRecordSize, 0x5a);
-    const extra = atLimit ? [{ t: txn(LATER, 'a record at the limit'), records: [record(0x77, LATER, atLimit)] }] : [];
+    // a T of exactly maxMessageSize (up to 64 MiB): its key None set to a text that fills it, then to
+    // None, so that what is stored is {None: None} (WIRE-PICKLE-21)
+    const messageTid = after(LATER, 2);
+    const fullT = (fill: number): TransactionMessage => ({ ...txn(messageTid, 'a message at the limit'), extension: new PyDict([[null, 'x'.repeat(fill)], [null, null]]) });
+    const fill = maxMessageSize === undefined ? -1 : maxMessageSize - encodeMessage(fullT(0)).length;
+    const messageAt = fill >= 0 && fill <= 64 << 20 ? fullT(fill) : null;
+    const extra = [
+      ...(atLimit ? [{ t: txn(LATER, 'a record at the limit'), records: [record(0x77, LATER, atLimit)] }] : []),
+      ...(messageAt ? [{ t: messageAt, records: [record(0x78, messageTid, B('m'))] }] : []),
+    ];
     const serve = serveStore(store('small'), null, extra);
     const p = await fake(async (c, n) => {
       const what = over[n];
@@ -551,10 +561,15 @@ describe(`secondary: ${iut.name}`, () => {
       c.destroy();
     });
     const s = await startSecondary({ from: p.address, reconnectDelay: 0.2 });
-    await check('WIRE-RECON-1', () => reaches(s, extra.length ? hex(LATER) : small.at(-1)!.tid, 120_000));
+    const caughtUp = [small.at(-1)!.tid, ...extra.map((x) => hex(x.t.tid))];
+    await check('WIRE-RECON-1', () => until(`the secondary at ${caughtUp[0]} or later`, async () => caughtUp.includes(await lastTidOf(s)), { timeoutMs: 120_000, everyMs: 50 }));
+    await until(`${caughtUp.at(-1)} committed`, async () => (await lastTidOf(s)) === caughtUp.at(-1), { timeoutMs: 60_000, everyMs: 50 }).catch(() => undefined);
     await s.node.stop();
     await independently(
       ...(maxMessageSize === undefined ? [] : [() => check('WIRE-FRAME-8', () => expect(closedBySecondary.get('message'), `closed within 5 s of a header of ${maxMessageSize + 1} bytes where a control message was expected`).toBe(true))]),
+      ...(messageAt
+        ? [() => check('WIRE-FRAME-8', () => expect(transactionOf(s.fs, messageTid), `the T of exactly ${maxMessageSize} bytes committed (it sets its key twice: stored as Python's dict holds it, WIRE-PICKLE-21, it fits a FileStorage)`).toBeDefined())]
+        : []),
       ...(maxRecordSize === undefined
         ? []
         : [
@@ -563,6 +578,50 @@ describe(`secondary: ${iut.name}`, () => {
           ]),
     );
   }, 180_000);
+
+  it.for(DECODING_LIMITS)('[WIRE-PICKLE-20] [WIRE-PICKLE-21] the declared %s holds: a T just over it ends the connection at once; one at it is committed as sent', async (name, ctx) => {
+    requires(ctx, iut, 'secondary');
+    const limit = iut.limits[name];
+    if (limit === undefined) return ctx.skip(`unsupported: ${iut.name} declares no ${name}`);
+    if (name === 'maxPickleDepth' && limit < 4) return ctx.skip(`unsupported: a T message is at least 4 deep, over the declared maxPickleDepth of ${limit}`);
+    const over = overLimit[name](limit);
+    const overT = tPayload(after(LATER, 1), over.extension);
+    // the floor of WIRE-FRAME-6 when no message size is declared
+    const room = iut.limits.maxMessageSize ?? 1 << 20;
+    if (overT.length > room) return ctx.skip(`unsupported: a T holding ${over.what} takes ${overT.length} bytes, more than a control message may (${room})`);
+    const at = atLimit[name](limit);
+    if (limit > HARNESS_CEILING[name]) return ctx.skip(`unsupported: the harness cannot decode what a secondary stores at the declared ${name} of ${limit} (at most ${HARNESS_CEILING[name]})`);
+    const atT = tPayload(LATER, at.probe.extension);
+    if (atT.length > room) return ctx.skip(`unsupported: a T holding ${at.probe.what} takes ${atT.length} bytes, more than a control message may (${room})`);
+    let closedAfterOver: boolean | undefined;
+    const p = await fake(async (c, n) => {
+      const { startTid } = await c.handshake;
+      const e = new StreamEncoder(startTid);
+      if (n === 0) {
+        c.send(e.frame(overT));
+        closedAfterOver = await c.waitForClose(5_000);
+        return c.destroy(); // a secondary without the limit waits for the rest: go on without it
+      }
+      const frames = payloadsOf(storeFrames(store('small'), startTid)).flatMap((x) => e.frame(x));
+      if (compareTids(LATER, startTid) > 0) frames.push(...rawTransaction(e, atT, [{ oid: oid(0x7d), tid: LATER, data: DATA('at the limit') }]));
+      c.send(frames);
+    });
+    const s = await startSecondary({ from: p.address, reconnectDelay: 0.2 });
+    const caughtUp = [small.at(-1)!.tid, hex(LATER)];
+    await check('WIRE-RECON-1', () => until(`the secondary at ${caughtUp[0]} or later`, async () => caughtUp.includes(await lastTidOf(s)), { timeoutMs: 60_000, everyMs: 50 }));
+    await until(`${hex(LATER)} committed`, async () => (await lastTidOf(s)) === hex(LATER), { timeoutMs: 20_000, everyMs: 50 }).catch(() => undefined);
+    await s.node.stop();
+    await independently(
+      () => check('WIRE-PICKLE-20', () => expect(closedAfterOver, `closed within 5 s of a T holding ${over.what}, one over the declared ${name} of ${limit}`).toBe(true)),
+      () => {
+        const t = transactionOf(s.fs, LATER);
+        check('WIRE-PICKLE-20', () => expect(t, `the transaction whose T holds ${at.probe.what}, at the declared ${name} of ${limit}, committed`).toBeDefined());
+        // the repeated key is held once (WIRE-PICKLE-21); a value, as it was sent (DEV-EXTBYTES-1)
+        const stored = loadPickle(Buffer.from(t!.extension, 'hex'), HARNESS_CEILING_OPTIONS);
+        check(at.repeatsKey ? 'WIRE-PICKLE-21' : 'DEV-EXTBYTES-1', () => expect(stored instanceof PyDict && at.stored(stored), `the stored extension of the T holding ${at.probe.what}`).toBe(true));
+      },
+    );
+  });
 
   it('[WIRE-SUM-9] [WIRE-TXN-13] a C without digest (C0) is a protocol error: the transaction is not committed and the secondary closes', async (ctx) => {
     requires(ctx, iut, 'secondary');
@@ -805,6 +864,43 @@ describe(`secondary: ${iut.name}`, () => {
     await reaches(s, hex(tid), 10_000);
     await s.node.stop();
     expect(extensionJson(transactionOf(s.fs, tid)!.extension)).toEqual(want);
+  });
+
+  it('[WIRE-PICKLE-21] an extension that sets keys again is stored with one entry per key, as Python\'s dict: first key and position, last value', async (ctx) => {
+    requires(ctx, iut, 'secondary');
+    const tid = LATER;
+    const one = Buffer.from('473ff0000000000000', 'hex'); // BINFLOAT 1.0
+    const nan = Buffer.from('477ff8000000000000', 'hex');
+    // 'a' 1, 'b' 2, 'a' 3, 1 'x', True 'y', 1.0 'z', b'a' 'w', (1, 'a') 'v', (1.0, 'a') 'u', NaN 5, NaN 6
+    const ext = Buffer.concat([
+      B('}('),
+      pk.text('a'), B('K\x01'), pk.text('b'), B('K\x02'), pk.text('a'), B('K\x03'),
+      B('K\x01'), pk.text('x'), B('I01\n'), pk.text('y'), one, pk.text('z'),
+      pk.bytes(B('a')), pk.text('w'),
+      B('(K\x01'), pk.text('a'), B('t'), pk.text('v'), B('('), one, pk.text('a'), B('t'), pk.text('u'),
+      nan, B('K\x05'), nan, B('K\x06'),
+      B('u'),
+    ]);
+    const p = await fake(async (c) => {
+      const { startTid } = await c.handshake;
+      c.send(rawTransaction(new StreamEncoder(startTid), tPayload(tid, ext), [{ oid: oid(0x7e), tid, data: DATA('keys') }]));
+    });
+    const s = await startSecondary({ from: p.address });
+    await check('WIRE-TXN-10', () => reaches(s, hex(tid), 10_000));
+    await s.node.stop();
+    const stored = loadPickle(Buffer.from(transactionOf(s.fs, tid)!.extension, 'hex')) as PyDict;
+    // what Python 3 unpickles: {'a': 3, 'b': 2, 1: 'z', b'a': 'w', (1, 'a'): 'u', nan: 5, nan: 6}
+    check('WIRE-PICKLE-21', () =>
+      expect(stored.entries, 'the stored extension').toEqual([
+        ['a', 3n],
+        ['b', 2n],
+        [1n, 'z'],
+        [B('a'), 'w'],
+        [new PyTuple([1n, 'a']), 'u'],
+        [NaN, 5n],
+        [NaN, 6n],
+      ]),
+    );
   });
 
   it('[WIRE-KA-3] a keep-alive delay of 0 sends no keep-alive at all', async (ctx) => {

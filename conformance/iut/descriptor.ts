@@ -52,9 +52,17 @@ export interface Limits {
   handshakeTimeout?: number;
   /** Connections a primary holds open at once (WIRE-LIMIT-3). */
   maxConnections?: number;
+  /** The most values a secondary's decoding of one control message creates (wire-protocol §6.7, WIRE-PICKLE-20). */
+  maxPickleValues?: number;
+  /** The deepest control message a secondary decodes and stores, the message tuple counting 1. */
+  maxPickleDepth?: number;
+  /** The most digits of a decimal integer (`INT`, `LONG`) in a control message. */
+  maxPickleIntDigits?: number;
+  /** The largest memo expansion of a control message; declaring it says memo opcodes are accepted (WIRE-PICKLE-11). */
+  maxPickleExpansion?: number;
 }
 
-const LIMITS = ['maxMessageSize', 'maxRecordSize', 'handshakeTimeout', 'maxConnections'] as const;
+const LIMITS = ['maxMessageSize', 'maxRecordSize', 'handshakeTimeout', 'maxConnections', 'maxPickleValues', 'maxPickleDepth', 'maxPickleIntDigits', 'maxPickleExpansion'] as const;
 
 /** A validated descriptor. */
 export interface Descriptor {

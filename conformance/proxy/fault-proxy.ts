@@ -9,18 +9,13 @@
  */
 import net from 'node:net';
 import { setImmediate as setImmediatePromise } from 'node:timers/promises';
+import { Prng } from '../../fixtures/lib/prng.ts';
 import type { Address } from '../../reference/net/address.ts';
 
-/** A deterministic pseudo-random generator (mulberry32). */
+/** A deterministic pseudo-random generator of numbers in [0, 1) (mulberry32, as the fixtures). */
 export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const p = new Prng(seed);
+  return () => p.u32() / 2 ** 32;
 }
 
 /** Faults of one direction. */

@@ -20,6 +20,7 @@ import { Secondary } from '../../reference/secondary/secondary.ts';
 import { StreamDecoder, StreamEncoder } from '../../reference/stream.ts';
 import { compareTids, Z64 } from '../../reference/timestamp.ts';
 import { ZrsError } from '../../reference/errors.ts';
+import { PICKLE_LIMIT_CEILING } from '../../reference/pickle/limits.ts';
 
 /** A mutation: the requirement it breaks, the role it concerns, and the patch. */
 export interface Mutation {
@@ -334,6 +335,30 @@ export const MUTATIONS: Record<string, Mutation> = {
         for (const [, v] of (m as { extension: { entries: [unknown, unknown][] } }).extension.entries) {
           if (depth(v) > 300) throw new ZrsError('ERR_PICKLE_TOO_DEEP', 'extension nested deeper than 300');
         }
+        return original.call(this, m);
+      });
+    },
+  },
+  'lenient-decoding': {
+    breaks: 'WIRE-PICKLE-20',
+    role: 'secondary',
+    what: 'decodes control messages with every limit at its ceiling instead of the limits its descriptor states',
+    apply() {
+      patch(StreamDecoder, 'push', (original) => function (this: Any, payload: unknown) {
+        this.limits = PICKLE_LIMIT_CEILING;
+        return original.call(this, payload);
+      });
+    },
+  },
+  'repeated-keys': {
+    breaks: 'WIRE-PICKLE-21',
+    role: 'secondary',
+    what: 'stores every pair of an extension that sets a key again, as a decoder that appends each pair would',
+    apply() {
+      patch(SecondaryApplier, 'begin', (original) => function (this: Any, m: unknown) {
+        const t = m as { extension: { entries: unknown[] } };
+        // the pairs Python's dict merged: each entry twice stands for them
+        if (t.extension.entries.length > 2) t.extension.entries.push(...t.extension.entries);
         return original.call(this, m);
       });
     },

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { buildRegistry } from '../../spec/tools/requirements.ts';
-import { REFERENCE_IUT, REPO_ROOT } from '../env.ts';
+import { ENV, REFERENCE_IUT, REPO_ROOT } from '../env.ts';
 import type { RunVerdict } from '../report/verdict.ts';
 import { readExpectedFailures } from '../report/verdict.ts';
 
@@ -22,12 +22,13 @@ function descriptor(name: string, edit: (d: Record<string, any>) => void): strin
   return f;
 }
 
-function conformance(args: string[]) {
+function conformance(args: string[], env: NodeJS.ProcessEnv = {}) {
   const reportDir = path.join(dir, `report-${Math.random().toString(36).slice(2)}`);
   const r = spawnSync(path.join(REPO_ROOT, 'node_modules/.bin/tsx'), [path.join(REPO_ROOT, 'conformance/cli.ts'), ...args, '--report-dir', reportDir, '--seed', '3'], {
     cwd: REPO_ROOT,
     encoding: 'utf8',
     timeout: 240_000,
+    env: { ...process.env, ...env },
   });
   let verdict: RunVerdict | null = null;
   try {
@@ -83,7 +84,8 @@ describe('zrs-conformance', () => {
     const mutant = path.join(REPO_ROOT, 'conformance/selftest/mutant.mjs');
     const iut = descriptor('no-reconnect', (d) => (d.secondary.args = [mutant, 'no-reconnect', ...d.secondary.args.slice(1)]));
     const filter = 'random commits and random faults';
-    const first = conformance(['--iut', iut, '--filter', filter]);
+    // a short search-and-shrink budget: the counterexample found by then is printed and replayed
+    const first = conformance(['--iut', iut, '--filter', filter], { [ENV.propertyBudget]: '15' });
     expect(first.status, first.out).toBe(1);
     const counterexample = /counterexample: (.*)/.exec(first.out)?.[1];
     const replay = /replay: npm run conformance -- .*--seed (\d+) --replay '([^']+)'/.exec(first.out);

@@ -42,6 +42,7 @@ describe('IUT descriptors', () => {
     ['a limit that is not a whole number', { name: 'x', primary, limits: { maxConnections: 2.5 } }, /\$\.limits\.maxConnections: must be a whole number above 0/],
     ['a size no frame header can exceed', { name: 'x', primary, limits: { maxRecordSize: 2 ** 32 - 1 } }, /\$\.limits\.maxRecordSize: must be a whole number above 0 and below 2\^32 - 1/],
     ['a timeout of 0', { name: 'x', primary, limits: { handshakeTimeout: 0 } }, /\$\.limits\.handshakeTimeout: must be a number of seconds above 0/],
+    ['a decoding limit that is not a whole number', { name: 'x', primary, limits: { maxPickleDepth: 10.5 } }, /\$\.limits\.maxPickleDepth: must be a whole number above 0/],
   ])('refuses %s, naming the file and the JSON path', (_name, content, message) => {
     const f = write(content);
     expect(() => readDescriptor(f)).toThrow(message);
@@ -50,6 +51,7 @@ describe('IUT descriptors', () => {
 
   it('reads the limits it declares (none when absent)', () => {
     expect(readDescriptor(write({ name: 'x', primary, limits: { handshakeTimeout: 2.5, maxConnections: 7 } })).limits).toEqual({ handshakeTimeout: 2.5, maxConnections: 7 });
+    expect(readDescriptor(write({ name: 'x', primary, limits: { maxPickleValues: 600000, maxPickleIntDigits: 4300 } })).limits).toEqual({ maxPickleValues: 600000, maxPickleIntDigits: 4300 });
     expect(readDescriptor(write({ name: 'x', primary })).limits).toEqual({});
   });
 

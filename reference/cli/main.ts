@@ -14,6 +14,8 @@ import { type Output, UsageError } from './output.ts';
 import { tid } from './tid.ts';
 
 const NODE_OPTIONS = '[--status-listen ADDR] [--control stdio] [--log-format text|json] [--log-level L]';
+/** A secondary's receive limits and extension policy (README, "Limits"). */
+const RECEIVE_OPTIONS = '[--max-message-size SIZE] [--max-record-size SIZE] [--max-pickle-values N] [--max-pickle-depth N] [--max-pickle-int-bytes N] [--max-pickle-expansion N] [--extension-globals keep|strip|refuse]';
 
 const COMMANDS: Record<string, { run: (args: string[], out: Output) => number | Promise<number>; usage: string }> = {
   primary: {
@@ -22,9 +24,9 @@ const COMMANDS: Record<string, { run: (args: string[], out: Output) => number | 
   },
   secondary: {
     run: secondaryCommand,
-    usage: `zrs secondary --fs FILE (--from ADDR | --zookeeper CONN --discover PATH [--discover-zookeeper CONN]) [--blob-dir DIR] [--listen ADDR] [--register PATH] [--keep-alive-delay S] [--reconnect-delay S] [--sync every|group] ${NODE_OPTIONS}`,
+    usage: `zrs secondary --fs FILE (--from ADDR | --zookeeper CONN --discover PATH [--discover-zookeeper CONN]) [--blob-dir DIR] [--listen ADDR] [--register PATH] [--keep-alive-delay S] [--reconnect-delay S] [--sync every|group] ${RECEIVE_OPTIONS} ${NODE_OPTIONS}`,
   },
-  run: { run: runCommand, usage: `zrs run --config FILE [--register-listen ADDR] [--reconnect-delay S] [--handshake-timeout S] [--max-connections N] ${NODE_OPTIONS}` },
+  run: { run: runCommand, usage: `zrs run --config FILE [--register-listen ADDR] [--reconnect-delay S] [--handshake-timeout S] [--max-connections N] ${RECEIVE_OPTIONS} ${NODE_OPTIONS}` },
   lag: { run: lag, usage: 'zrs lag [-w S] [-e S] [-m] PRIMARY SECONDARY   lag of a secondary (status address or file), nagios-style' },
   fsck: { run: fsck, usage: 'zrs fsck [--json] [--blob-dir DIR] FILE...   check FileStorage files against every validity rule' },
   fsdump: { run: fsdump, usage: 'zrs fsdump [--json] [--blob-dir DIR] FILE   one line per transaction and per data record' },

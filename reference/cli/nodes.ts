@@ -8,6 +8,7 @@ import { parseArgs } from 'node:util';
 import { Discovery } from '../discovery/discover.ts';
 import { Registration } from '../discovery/register.ts';
 import type { FileLock } from '../filestorage/lock.ts';
+import { PICKLE_LIMIT_CEILING, type PickleLimits } from '../pickle/limits.ts';
 import { MAX_FRAME } from '../framing.ts';
 import { EXTENSION_POLICIES, type ExtensionPolicy } from '../secondary/extension-policy.ts';
 import { type Address, formatAddress, parseAddress } from '../net/address.ts';
@@ -93,15 +94,42 @@ function size(v: Record<string, string | boolean | undefined>, name: string): nu
   return n;
 }
 
+/** The flags of a secondary's decoding limits on control messages (wire-protocol §6.7), by limit. */
+const PICKLE_FLAGS: Record<string, keyof PickleLimits> = {
+  'max-pickle-values': 'maxItems',
+  'max-pickle-depth': 'maxDepth',
+  'max-pickle-int-bytes': 'maxIntBytes',
+  'max-pickle-expansion': 'maxExpansion',
+};
+
+/** The decoding limits the `--max-pickle-*` flags ask for, each at least 1 and at most the decoder can hold. */
+function pickleLimits(v: Record<string, string | boolean | undefined>): Partial<PickleLimits> {
+  const out: Partial<PickleLimits> = {};
+  for (const [flag, field] of Object.entries(PICKLE_FLAGS)) {
+    if (v[flag] === undefined) continue;
+    const n = count(v, flag, 0);
+    if (n < 1 || n > PICKLE_LIMIT_CEILING[field]) throw new UsageError(`--${flag} takes a whole number from 1 to ${PICKLE_LIMIT_CEILING[field]}, not ${JSON.stringify(v[flag])}`);
+    out[field] = n;
+  }
+  return out;
+}
+
 /** Options of what a secondary accepts and stores: receive limits (wire-protocol §3.1), extension policy (§6.5). */
 const RECEIVE_LIMITS: OptionSpec = {
   'max-message-size': { type: 'string' },
   'max-record-size': { type: 'string' },
   'extension-globals': { type: 'string' },
+  ...Object.fromEntries(Object.keys(PICKLE_FLAGS).map((f) => [f, { type: 'string' }])),
 };
 
-/** What `--max-message-size`, `--max-record-size` and `--extension-globals` ask for; the secondary's defaults otherwise. */
-function receiveLimits(v: Record<string, string | boolean | undefined>): { maxMessageSize?: number; maxRecordSize?: number; extensionGlobals?: ExtensionPolicy } {
+/** What `--max-message-size`, `--max-record-size`, `--max-pickle-*` and `--extension-globals` ask for; the secondary's defaults otherwise. */
+function receiveLimits(v: Record<string, string | boolean | undefined>): {
+  maxMessageSize?: number;
+  maxRecordSize?: number;
+  pickleLimits?: Partial<PickleLimits>;
+  extensionGlobals?: ExtensionPolicy;
+} {
+  const decoding = pickleLimits(v);
   const maxMessageSize = size(v, 'max-message-size');
   const maxRecordSize = size(v, 'max-record-size');
   const policy = v['extension-globals'];
@@ -111,6 +139,7 @@ function receiveLimits(v: Record<string, string | boolean | undefined>): { maxMe
   return {
     ...(maxMessageSize !== undefined ? { maxMessageSize } : {}),
     ...(maxRecordSize !== undefined ? { maxRecordSize } : {}),
+    ...(Object.keys(decoding).length ? { pickleLimits: decoding } : {}),
     ...(policy !== undefined ? { extensionGlobals: policy as ExtensionPolicy } : {}),
   };
 }
@@ -210,7 +239,7 @@ export async function primaryCommand(args: string[], _out: Output): Promise<numb
   // Registered primaries listen on all interfaces and a free port unless told otherwise (as zc.zrs).
   const listen = address(v, 'listen', zk ? '0' : undefined);
   const fs = required(v, 'fs');
-  checkServedFile(fs, v.create === true, v.follow === true);
+  await checkServedFile(fs, v.create === true, v.follow === true);
   const primary = await Primary.start({
     fs,
     listen,
@@ -256,7 +285,7 @@ function primaryTarget(primary: Primary, timeout: number): ControlTarget {
 
 /**
  * `zrs secondary --fs FILE (--from ADDR | --zookeeper CONN --discover PATH) [--blob-dir DIR] [--listen ADDR]
- * [--register PATH] [--keep-alive-delay S] [--reconnect-delay S] [--max-message-size SIZE] [--max-record-size SIZE] [--extension-globals keep|strip|refuse]`
+ * [--register PATH] [--keep-alive-delay S] [--reconnect-delay S] [--max-message-size SIZE] [--max-record-size SIZE] [--max-pickle-values N] [--max-pickle-depth N] [--max-pickle-int-bytes N] [--max-pickle-expansion N] [--extension-globals keep|strip|refuse]`
  */
 export async function secondaryCommand(args: string[], _out: Output): Promise<number> {
   const v = options(args, {
@@ -361,10 +390,13 @@ export async function runCommand(args: string[], _out: Output): Promise<number> 
   if (!register && v['register-listen'] !== undefined) throw new UsageError('--register-listen is for a configuration that registers in ZooKeeper (zookeeper and replicate-to)');
   const line = ProgressLine.of();
   const log = logger(v, config.replicateFrom || discover ? 'secondary' : 'primary', line);
-  if (Object.keys(receiveLimits(v)).length && !config.replicateFrom && !discover) throw new UsageError('--max-message-size, --max-record-size and --extension-globals are for a secondary configuration (replicate-from)');
+  if (Object.keys(receiveLimits(v)).length && !config.replicateFrom && !discover) throw new UsageError('--max-message-size, --max-record-size, --max-pickle-* and --extension-globals are for a secondary configuration (replicate-from)');
   if (!config.replicateFrom && !discover) {
-    // As ZODB's <filestorage> does, a missing file is created (the log line 'serving' says so).
-    const primary = await Primary.start({ fs: config.fs, listen: listen!, blobDir: config.blobDir, ...limits(v), logger: log });
+    // As ZODB's <filestorage> does, a missing file is created (the log line 'serving' says so),
+    // unless it is read-only: then the file is followed, never written nor locked.
+    await checkServedFile(config.fs, !config.readOnly, config.readOnly);
+    const mode = config.readOnly ? 'follow' : 'own';
+    const primary = await Primary.start({ fs: config.fs, listen: listen!, blobDir: config.blobDir, mode, ...limits(v), logger: log });
     const registered = await (register ? Registration.start({ ...register, address: primary.address, logger: log }) : Promise.resolve(null)).catch(async (e: unknown) => {
       await primary.close(0);
       throw e;

@@ -25,6 +25,8 @@ export interface ZrsConfig {
   keepAliveDelay: number;
   fs: string;
   blobDir: string | null;
+  /** `read-only true` in `<filestorage>`: the file is only read (a primary follows it; a secondary is refused). */
+  readOnly: boolean;
   /** Present when the section has `zookeeper` or `replicate-from-zookeeper` (DISC-CONF-1, DISC-CONF-2). */
   zookeeper?: ZooKeeperConfig;
 }
@@ -186,7 +188,10 @@ export function readZrsConfig(file: string): ZrsConfig {
   }
   const fsPath = storage.keys.get('path');
   if (!fsPath || fsPath.value === '') throw new ConfigError(file, storage.line, '<filestorage> needs a path');
+  const ro = storage.keys.get('read-only');
+  const readOnly = ro !== undefined && /^(true|yes|on)$/i.test(ro.value);
+  if (readOnly && (replicateFrom !== null || zk?.discoverPath)) throw new ConfigError(file, ro!.line, 'read-only true: a secondary writes its file');
   const blob = storage.keys.get('blob-dir');
   // Paths are taken as ZConfig takes them: relative to the working directory.
-  return { replicateTo, replicateFrom, keepAliveDelay, fs: fsPath.value, blobDir: blob ? blob.value : null, ...(zk ? { zookeeper: zk } : {}) };
+  return { replicateTo, replicateFrom, keepAliveDelay, fs: fsPath.value, blobDir: blob ? blob.value : null, readOnly, ...(zk ? { zookeeper: zk } : {}) };
 }

@@ -17,6 +17,7 @@ import type { Socket } from 'node:net';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { FileLockError } from '../errors.ts';
+import type { Logger } from '../net/log.ts';
 
 /** util-linux's flock(1). */
 const FLOCK = '/usr/bin/flock';
@@ -49,6 +50,14 @@ export class FileLock extends EventEmitter<{ lost: [FileLockError] }> {
     // the lock does not keep this process alive
     helper.unref();
     for (const s of [helper.stdin, helper.stdout, helper.stderr]) (s as Socket).unref();
+  }
+
+  /** When the lock is lost: logs it at error level and calls `close`, which must stop the node's writing (FS-LOCK-5). */
+  closeOnLoss(logger: Logger, close: () => Promise<unknown>): void {
+    this.once('lost', (e) => {
+      logger.log('error', 'lock-lost', e.message, { code: e.code, requirement: e.requirement });
+      void close();
+    });
   }
 
   /**

@@ -18,6 +18,7 @@
  */
 import { PickleError } from '../errors.ts';
 import { Budget } from './budget.ts';
+import { keyIdentity } from './dict-keys.ts';
 import { type PickleLimits, resolveLimits } from './limits.ts';
 import { Op, opName } from './opcodes.ts';
 import { decodeUtf8 } from './utf8.ts';
@@ -74,6 +75,8 @@ class Reader {
   private pos: number;
   private readonly stack: Slot[] = [];
   private readonly memo = new Map<number, PickleValue>();
+  /** Where each key of a dict being built sits in its entries, by {@link keyIdentity}. */
+  private readonly dictKeys = new WeakMap<PyDict, Map<string, number>>();
   private op = 0;
   private opAt = 0;
   private readonly view: DataView;
@@ -194,7 +197,18 @@ class Reader {
     if (!(target instanceof PyDict)) this.fail('ERR_PICKLE_STACK', 'SETITEM on something that is not a dict');
     if (items.length % 2) this.fail('ERR_PICKLE_STACK', 'odd number of items for a dict');
     this.budget.grow(target, items);
-    for (let i = 0; i + 1 < items.length; i += 2) target.entries.push([items[i]!, items[i + 1]!]);
+    // one entry per key, as Python's dict: the first key and position, the last value
+    let index = this.dictKeys.get(target);
+    if (!index) this.dictKeys.set(target, (index = new Map()));
+    for (let i = 0; i + 1 < items.length; i += 2) {
+      const id = keyIdentity(items[i]!);
+      const at = id === null ? undefined : index.get(id);
+      if (at !== undefined) target.entries[at]![1] = items[i + 1]!;
+      else {
+        if (id !== null) index.set(id, target.entries.length);
+        target.entries.push([items[i]!, items[i + 1]!]);
+      }
+    }
   }
 
   private listInto(target: PickleValue, items: PickleValue[]): void {

@@ -12,6 +12,7 @@
  * @module
  */
 import { PickleError } from '../errors.ts';
+import { PICKLE_LIMITS } from './limits.ts';
 import { Op } from './opcodes.ts';
 import { encodeUtf8 } from './utf8.ts';
 import {
@@ -28,12 +29,12 @@ import {
 
 const BATCH = 1000;
 /**
- * Deepest nesting written: values of up to 901 levels as the decoder counts them, within its
- * default limit (`PICKLE_LIMITS.maxDepth`, 1000), so that whatever is written decodes again,
- * and within the JavaScript stack. Python's pickler gives up sooner (RecursionError at about
- * 500 nested lists).
+ * Deepest nesting written, counted from 0 at the top: values of up to `PICKLE_LIMITS.maxDepth`
+ * levels as the decoder counts them, so that whatever the decoder accepts can be written again
+ * (a secondary stores what it received) and whatever is written decodes again. Python's pickler
+ * gives up sooner (RecursionError at about 500 nested lists).
  */
-const MAX_DEPTH = 900;
+const MAX_DEPTH = PICKLE_LIMITS.maxDepth - 1;
 
 /** Encodes one value as a standalone protocol 1 pickle without memo, ending with `STOP`. */
 export function dumpPickle(value: PickleValue): Buffer {

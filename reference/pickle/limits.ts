@@ -17,7 +17,8 @@ export interface PickleLimits {
   maxDepth: number;
   /**
    * Bytes of a binary integer (`LONG1`, `LONG4`). A decimal one (`INT`, `LONG`) may have as
-   * many digits as the largest unsigned integer of that many bytes ({@link maxIntDigits}).
+   * digits as fit that many bytes whatever they are ({@link maxIntDigits}), so that a decimal
+   * integer accepted is also accepted once written again in binary.
    */
   maxIntBytes: number;
   /**
@@ -54,23 +55,31 @@ export const LimitRequirement = {
   cycle: 'WIRE-PICKLE-19',
 } as const;
 
-/** A JS Map holds at most 2^24 entries; the item limit never goes beyond it. */
-const MAP_CAPACITY = 2 ** 24;
+/**
+ * The highest each limit may be set: a JS Map (the memo) holds fewer than 2^24 entries; the
+ * encoder writes no deeper than the default depth (so a secondary can store all it accepts); no
+ * stored extension holds an integer of more than 65535 bytes.
+ */
+export const PICKLE_LIMIT_CEILING: Readonly<PickleLimits> = Object.freeze({
+  maxItems: 2 ** 24 - 1,
+  maxDepth: PICKLE_LIMITS.maxDepth,
+  maxIntBytes: 65_535,
+  maxExpansion: 2 ** 24 - 1,
+});
 
-/** The limits in force: the defaults, with the fields given (and not undefined) replacing them. */
+/** The limits in force: the defaults, with the fields given (and not undefined) replacing them, each at most its ceiling. */
 export function resolveLimits(given?: Partial<PickleLimits>): PickleLimits {
-  const field = (k: keyof PickleLimits) => given?.[k] ?? PICKLE_LIMITS[k];
-  return {
-    maxItems: Math.min(field('maxItems'), MAP_CAPACITY - 1),
-    maxDepth: field('maxDepth'),
-    maxIntBytes: field('maxIntBytes'),
-    maxExpansion: field('maxExpansion'),
-  };
+  const field = (k: keyof PickleLimits) => Math.min(given?.[k] ?? PICKLE_LIMITS[k], PICKLE_LIMIT_CEILING[k]);
+  return { maxItems: field('maxItems'), maxDepth: field('maxDepth'), maxIntBytes: field('maxIntBytes'), maxExpansion: field('maxExpansion') };
 }
 
-/** Digits of the largest unsigned integer of `bytes` bytes: ⌊8·bytes·log10 2⌋ + 1. */
+/**
+ * Most decimal digits accepted with a binary limit of `bytes`: ⌊(8·bytes − 1)·log10 2⌋, so
+ * that every integer of that many digits, whatever its sign, takes at most `bytes` bytes in
+ * two's complement (4096 bytes: 9863 digits).
+ */
 export function maxIntDigits(bytes: number): number {
-  return Math.floor(8 * bytes * Math.log10(2)) + 1;
+  return Math.floor((8 * bytes - 1) * Math.log10(2));
 }
 
 /**

@@ -71,10 +71,7 @@ export class Primary {
     readonly lock: FileLock | null,
   ) {
     this.logger = options.logger ?? silentLogger;
-    lock?.once('lost', (e) => {
-      this.logger.log('error', 'lock-lost', e.message, { code: e.code, requirement: e.requirement });
-      void this.close();
-    });
+    lock?.closeOnLoss(this.logger, () => this.close());
     this.blobs = options.blobDir ? new BlobDirectory(options.blobDir) : null;
     this.bound = options.listen;
   }

@@ -17,6 +17,7 @@ import { type Address, formatAddress, sameAddress } from '../net/address.ts';
 import { type Logger, silentLogger } from '../net/log.ts';
 import { nodeStatus, type NodeStatus, type PeerStatus } from '../net/status.ts';
 import { Primary } from '../primary/primary.ts';
+import type { PickleLimits } from '../pickle/limits.ts';
 import { StreamDecoder } from '../stream.ts';
 import { hex8, tidToString } from '../timestamp.ts';
 import { SecondaryApplier } from './applier.ts';
@@ -58,6 +59,8 @@ export interface SecondaryOptions {
   maxMessageSize?: number;
   /** The largest record data frame or blob chunk accepted, in bytes (WIRE-FRAME-9; default 64 MiB). */
   maxRecordSize?: number;
+  /** Decoding limits of control messages, each replacing its default (wire-protocol §6.7). */
+  pickleLimits?: Partial<PickleLimits>;
   logger?: Logger;
 }
 
@@ -105,10 +108,7 @@ export class Secondary extends EventEmitter {
     super();
     this.logger = options.logger ?? silentLogger;
     this.from = options.from;
-    lock.once('lost', (e) => {
-      this.logger.log('error', 'lock-lost', e.message, { code: e.code, requirement: e.requirement });
-      void this.close();
-    });
+    lock.closeOnLoss(this.logger, () => this.close());
     this.messageBound = { max: options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE, code: 'ERR_MESSAGE_TOO_LARGE', requirement: 'WIRE-FRAME-8', what: 'control message' };
     this.recordBound = { max: options.maxRecordSize ?? DEFAULT_MAX_RECORD_SIZE, code: 'ERR_RECORD_TOO_LARGE', requirement: 'WIRE-FRAME-9', what: 'record data frame or blob chunk' };
     this.blobs = options.blobDir ? new BlobDirectory(options.blobDir, { create: true }) : null;
@@ -266,7 +266,7 @@ export class Secondary extends EventEmitter {
       const protocol = this.blobs ? 'zrs2.1' : 'zrs2.0';
       // Both handshake frames at once, before anything else (WIRE-HS-1, WIRE-KA-4).
       socket.write(Buffer.concat([encodeFrame(Buffer.from(protocol)), encodeFrame(start)]));
-      stream = new StreamDecoder(start);
+      stream = new StreamDecoder(start, { pickleLimits: this.options.pickleLimits });
       this.connectedFrom = start;
       this.startKeepAlive(socket);
       this.logger.log('info', 'connected', `replicating from ${hex8(start)} (${tidToString(start)})`, { peer, protocol });

@@ -103,6 +103,7 @@ describe('provider names, order and choice (no server needed)', () => {
       keepAliveDelay: 42,
       fs: 'data.fs',
       blobDir: null,
+      readOnly: false,
       zookeeper: { connect: 'zookeeper.example.com:2181', registerPath: '/to', discoverConnect: 'zookeeper.example.com:2181', discoverPath: '/from' },
     });
     // replicate-from-zookeeper, when given, is used to discover; zookeeper still registers.

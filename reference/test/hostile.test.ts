@@ -84,8 +84,8 @@ function fsck(file: string): { status: number | null; out: string } {
 }
 
 /** Starts a secondary of `from`, runs `until`, and checks the node held: alive, small, answering, valid file. */
-async function holds(from: string, until: (node: NodeProcess) => Promise<void>, fs = ws.file('s.fs')): Promise<NodeProcess> {
-  const node = await start(['secondary', '--fs', fs, '--from', from, '--reconnect-delay', '0.2', '--status-listen', '127.0.0.1:0']);
+async function holds(from: string, until: (node: NodeProcess) => Promise<void>, fs = ws.file('s.fs'), flags: string[] = []): Promise<NodeProcess> {
+  const node = await start(['secondary', '--fs', fs, '--from', from, '--reconnect-delay', '0.2', '--status-listen', '127.0.0.1:0', ...flags]);
   const stop = watchStatus(`http://${node.ready.status as string}/status`);
   await until(node);
   const { slowest, failures } = await stop();
@@ -105,8 +105,8 @@ const TID = tidFromString('2026-12-07 10:00:00');
 const txn = (tid = TID): TransactionMessage => ({ type: 'T', tid, status: ' ', user: Buffer.alloc(0), description: Buffer.from('hostile'), extension: new PyDict() });
 
 /** A `T` message whose extension is the dict `{'x': VALUE}`, VALUE given as raw pickle opcodes. */
-function transactionWith(value: Buffer): Buffer {
-  const plain = Buffer.from(encodeMessage(txn()));
+function transactionWith(value: Buffer, tid = TID): Buffer {
+  const plain = Buffer.from(encodeMessage(txn(tid)));
   const end = plain.length - 4; // `}tt.`: the empty extension dict closes both tuples
   if (plain.subarray(end).toString('latin1') !== '}tt.') throw new Error('unexpected T encoding');
   return Buffer.concat([plain.subarray(0, end), Buffer.from('}X\x01\x00\x00\x00x', 'latin1'), value, Buffer.from('stt.', 'latin1')]);
@@ -174,6 +174,34 @@ describe('a secondary against a hostile primary', () => {
     const node = await holds(from, (n) => n.committed(hex8(TID), 120_000), fs);
     expect((await node.request('last-tid')).tid).toBe(hex8(TID));
   }, 180_000);
+
+  it('[WIRE-PICKLE-20] the --max-pickle-* flags set the limits: a T at them is committed, one just over each is refused', async () => {
+    // {'x': lists nested n deep} in a T: the message is n + 3 deep; 8 bytes allow 18 digits; the
+    // T with 18 digits creates 20 values, that with 21 None 41
+    const lists = (n: number) => Buffer.from(']'.repeat(n) + 'a'.repeat(n - 1), 'latin1');
+    const int = (digits: number) => Buffer.from(`L${'9'.repeat(digits)}L\n`, 'latin1');
+    const second = laterThan(TID, TID);
+    const later = laterThan(second, second);
+    const over = [transactionWith(lists(8), later), transactionWith(int(19), later), transactionWith(Buffer.from(`](${'N'.repeat(21)}e`, 'latin1'), later)];
+    let connections = 0;
+    const from = await hostilePrimary(async (s, startTid) => {
+      const e = new StreamEncoder(startTid);
+      const n = connections++;
+      if (n >= over.length) return;
+      if (startTid.equals(Buffer.alloc(8))) await send(s, ...e.frame(transactionWith(lists(7))), ...e.commit(), ...e.frame(transactionWith(int(18), second)), ...e.commit());
+      await send(s, ...e.frame(over[n]!));
+    });
+    const flags = ['--max-pickle-depth', '10', '--max-pickle-int-bytes', '8', '--max-pickle-values', '40'];
+    const node = await holds(
+      from,
+      async (n) => {
+        for (const code of ['ERR_PICKLE_TOO_DEEP', 'ERR_PICKLE_INT_TOO_LARGE', 'ERR_PICKLE_TOO_MANY_ITEMS']) await logged(n, code);
+      },
+      ws.file('flags.fs'),
+      flags,
+    );
+    expect((await node.request('last-tid')).tid).toBe(hex8(second));
+  });
 
   const extensionCases: [string, string, Buffer][] = [
     ['a 150 kB integer', 'ERR_PICKLE_INT_TOO_LARGE', Buffer.from(`L${'9'.repeat(150_000)}L\n`, 'latin1')],

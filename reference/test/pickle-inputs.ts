@@ -8,6 +8,7 @@ import { dumpExtension, dumpPickle } from '../pickle/encoder.ts';
 import { maxIntDigits, type PickleLimits } from '../pickle/limits.ts';
 import { Op } from '../pickle/opcodes.ts';
 import { PyBuild, PyDict, PyGlobal, PyNewObj, PyReduce, PyTuple } from '../pickle/values.ts';
+import { Prng } from '../../fixtures/lib/prng.ts';
 import { interopFile, interopJson, type Manifest, WHOLE_FILES } from './interop.ts';
 
 /** An integer from 0 to `n` − 1. */
@@ -15,13 +16,8 @@ export type Rand = (n: number) => number;
 
 /** A seeded random source (mulberry32): the same seed gives the same inputs. */
 export function seeded(seed: number): Rand {
-  let a = seed >>> 0;
-  return (n) => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), a | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return Math.floor((((t ^ (t >>> 14)) >>> 0) / 2 ** 32) * n);
-  };
+  const p = new Prng(seed);
+  return (n) => Math.floor((p.u32() / 2 ** 32) * n);
 }
 
 const L = (s: string) => Buffer.from(s, 'latin1');

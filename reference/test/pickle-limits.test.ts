@@ -10,7 +10,7 @@ import { FileStorageReader } from '../filestorage/reader.ts';
 import { encodeTxnRecord, MAGIC_FS30 } from '../filestorage/records.ts';
 import { transactionFrames } from '../primary/frames.ts';
 import { loadPickle, type PickleOptions } from '../pickle/decoder.ts';
-import { dumpPickle } from '../pickle/encoder.ts';
+import { dumpExtension, dumpPickle } from '../pickle/encoder.ts';
 import { pickleToJson, pickleToManifestJson } from '../pickle/json.ts';
 import { PICKLE_LIMITS } from '../pickle/limits.ts';
 import { type PickleValue, PyDict, PyTuple } from '../pickle/values.ts';
@@ -110,11 +110,13 @@ describe('[WIRE-PICKLE-17] integers', () => {
     expectRefused(long1(101), 'ERR_PICKLE_INT_TOO_LARGE', 'WIRE-PICKLE-17', { maxIntBytes: 100 });
   });
 
-  it('decodes decimal integers of 9865 digits, the most 4096 bytes need, and refuses 9866', () => {
-    expect(loadPickle(L(`I-${'9'.repeat(9865)}\n.`))).toBe(-BigInt('9'.repeat(9865)));
-    expect(loadPickle(L(`L${'1'.repeat(9865)}L\n.`))).toBe(BigInt('1'.repeat(9865)));
-    expectRefused(L(`I${'9'.repeat(9866)}\n.`), 'ERR_PICKLE_INT_TOO_LARGE', 'WIRE-PICKLE-17');
-    expectRefused(L(`L+${'0'.repeat(9866)}L\n.`), 'ERR_PICKLE_INT_TOO_LARGE', 'WIRE-PICKLE-17');
+  it('decodes decimal integers of 9863 digits, which any sign fits in 4096 bytes, and refuses 9864', () => {
+    expect(loadPickle(L(`I-${'9'.repeat(9863)}\n.`))).toBe(-BigInt('9'.repeat(9863)));
+    expect(loadPickle(L(`L${'1'.repeat(9863)}L\n.`))).toBe(BigInt('1'.repeat(9863)));
+    // the largest, written again at protocol 3, is a LONG4 of at most 4096 bytes, which decodes again
+    expect(loadPickle(dumpExtension(new PyDict([['i', BigInt('9'.repeat(9863))]])))).toEqual(new PyDict([['i', BigInt('9'.repeat(9863))]]));
+    expectRefused(L(`I${'9'.repeat(9864)}\n.`), 'ERR_PICKLE_INT_TOO_LARGE', 'WIRE-PICKLE-17');
+    expectRefused(L(`L+${'0'.repeat(9864)}L\n.`), 'ERR_PICKLE_INT_TOO_LARGE', 'WIRE-PICKLE-17');
   });
 
   it('refuses 150 KB integers at once, where converting them froze the event loop for a minute', () => {
@@ -207,11 +209,12 @@ describe('walking decoded values', () => {
   });
 
   it('the protocol 1 encoder refuses what it cannot write with a PickleError, and writes a message the decoder takes back', () => {
-    expect(() => dumpPickle(loadPickle(nestedLists(1000)))).toThrow(PickleError);
-    // the deepest T message the encoder writes (901 levels) decodes again
+    expect(loadPickle(dumpPickle(loadPickle(nestedLists(1000))))).toEqual(loadPickle(nestedLists(1000)));
+    expect(() => dumpPickle(deepest(1001))).toThrow(PickleError);
+    // the deepest T message the encoder writes (1000 levels) decodes again
     const message = (d: number) => new PyTuple(['T', new PyTuple([Buffer.alloc(8), ' ', Buffer.alloc(0), Buffer.alloc(0), new PyDict([['deep', deepest(d)]])])]);
-    expect(refusal(dumpPickle(message(898)))).toBeUndefined();
-    expect(() => dumpPickle(message(899))).toThrow(expect.objectContaining({ code: 'ERR_PICKLE_DEPTH' }));
+    expect(refusal(dumpPickle(message(997)))).toBeUndefined();
+    expect(() => dumpPickle(message(998))).toThrow(expect.objectContaining({ code: 'ERR_PICKLE_DEPTH' }));
   });
 
   it('the largest expansion accepted is written and viewed in bounded time', () => {

@@ -154,6 +154,24 @@ describe('pickle decoder', () => {
     expect(loadPickle(Buffer.from('c__main__\nC\n)\x81}b.', 'latin1'))).toBeInstanceOf(PyBuild);
   });
 
+  it('[WIRE-PICKLE-21] keeps one entry per key as Python does: first key and position, last value; numbers equal across types, text apart from bytes, NaN equal to nothing', () => {
+    // Python 3.11 unpickles this to {'a': 3, 'b': 2, 1: 'z', b'a': 'w', (1, 'a'): 'u', nan: 5, nan: 6}
+    const d = loadPickle(
+      unhex(
+        '7d285801000000614b015801000000624b025801000000614b034b015801000000784930310a580100000079473ff000000000000058010000007a635f636f646563730a656e636f64650a2858010000006158060000006c6174696e317452580100000077284b015801000000617458010000007628473ff000000000000058010000006174580100000075477ff80000000000004b05477ff80000000000004b06752e',
+      ),
+    ) as PyDict;
+    expect(d.entries).toEqual([
+      ['a', 3n],
+      ['b', 2n],
+      [1n, 'z'],
+      [Buffer.from('a'), 'w'],
+      [new PyTuple([1n, 'a']), 'u'],
+      [NaN, 5n],
+      [NaN, 6n],
+    ]);
+  });
+
   it('reads the first of two concatenated pickles (record data holds class and state)', () => {
     const data = unhex('8003635a4f44422e626c6f620a426c6f620a71002e80034e2e');
     const first = readPickle(data);

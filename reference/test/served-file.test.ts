@@ -62,4 +62,26 @@ describe('the file a primary serves', () => {
     const e = await NodeProcess.start(['run', '--config', refused]).catch((x: Error) => x);
     expect((e as Error).message).toMatch(new RegExp(`exited with 2 .*\\n.*${refused.replaceAll('.', '\\.')}:6: create true would empty the file`));
   });
+
+  it('[FS-LOCK-4] zrs run with read-only true follows the file without locking it, refuses a missing one, and refuses a secondary', async () => {
+    const file = ws.file('ro.fs');
+    const conf = (name: string, role: string) => {
+      const f = ws.file(name);
+      writeFileSync(f, `%import zc.zrs\n<zrs>\n  ${role}\n  <filestorage>\n    path ${file}\n    read-only true\n  </filestorage>\n</zrs>\n`);
+      return f;
+    };
+    const primaryConf = conf('ro.conf', 'replicate-to 127.0.0.1:0');
+    const missing = spawnSync(process.execPath, [ZRS_BIN, 'run', '--config', primaryConf], { encoding: 'utf8' });
+    expect([missing.status, missing.stderr]).toEqual([2, `zrs run: ${file} does not exist (--create makes a new, empty one)\n`]);
+    expect(existsSync(file)).toBe(false);
+    const writer = await start(['primary', '--create', '--fs', file, '--listen', '127.0.0.1:0']);
+    const tid = (await writer.request('commit', { records: records(1, 10, 1) })).tid as string;
+    // the writer holds the lock; the read-only primary takes none, and serves what is there
+    const ro = await start(['run', '--config', primaryConf]);
+    expect(ro.ready.lastTid).toBe(tid);
+    await ro.request('shutdown');
+    await writer.request('shutdown');
+    const secondary = spawnSync(process.execPath, [ZRS_BIN, 'run', '--config', conf('ro-secondary.conf', 'replicate-from 127.0.0.1:1')], { encoding: 'utf8' });
+    expect([secondary.status, secondary.stderr]).toEqual([2, expect.stringContaining('ro-secondary.conf:6: read-only true: a secondary writes its file')]);
+  });
 });

@@ -21,6 +21,7 @@ describe('zc.zrs configuration files', () => {
       keepAliveDelay: 0,
       fs: 'primary.fs',
       blobDir: 'primary-blobs',
+      readOnly: false,
     });
   });
 
