@@ -46,7 +46,13 @@ export const PROFILE: 'quick' | 'full' = process.env[ENV.profile] === 'full' ? '
 export const SEED = Number(process.env[ENV.seed] ?? 20261126);
 
 /** How long a property case may search and shrink; once spent, it reports what it found so far. */
-const PROPERTY_BUDGET_MS = process.env[ENV.propertyBudget] ? Number(process.env[ENV.propertyBudget]) * 1000 : PROFILE === 'full' ? 180_000 : 75_000;
+const PROPERTY_BUDGET_MS = propertyBudget(process.env[ENV.propertyBudget]) ?? (PROFILE === 'full' ? 180_000 : 75_000);
+
+function propertyBudget(seconds: string | undefined): number | null {
+  if (seconds === undefined) return null;
+  if (!/^[0-9]+(\.[0-9]+)?$/.test(seconds) || Number(seconds) <= 0) throw new Error(`${ENV.propertyBudget} is a number of seconds above 0, not ${JSON.stringify(seconds)}`);
+  return Number(seconds) * 1000;
+}
 
 /** The vitest timeout of a property case: its budget, and time to stop its nodes and report. */
 export const PROPERTY_TIMEOUT_MS = PROPERTY_BUDGET_MS + 40_000;

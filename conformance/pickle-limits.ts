@@ -6,7 +6,8 @@
  * a `T`, as protocol-1 pickle text without `STOP`.
  * @module
  */
-import { maxIntDigits, PICKLE_LIMIT_CEILING, type PickleLimits } from '../reference/pickle/limits.ts';
+import type { PickleOptions } from '../reference/pickle/decoder.ts';
+import { maxIntDigits, PICKLE_LIMIT_CEILING } from '../reference/pickle/limits.ts';
 import { PyDict, type PickleValue } from '../reference/pickle/values.ts';
 
 /** Lists nested this deep: under the floor of 500, and under the depth at which Python's pickler, which zc.zrs uses, gives up (about 500, less its own call depth). */
@@ -96,8 +97,8 @@ export const HARNESS_CEILING: Record<keyof DecodingLimits, number> = {
   maxPickleExpansion: PICKLE_LIMIT_CEILING.maxExpansion,
 };
 
-/** The options of the harness's decoder for stored extensions: every limit at its ceiling. */
-export const HARNESS_CEILING_OPTIONS: PickleLimits = { ...PICKLE_LIMIT_CEILING };
+/** The harness's decoding of stored extensions: every limit at its ceiling, and every pair of a dict kept, as stored. */
+export const HARNESS_DECODING: PickleOptions = { ...PICKLE_LIMIT_CEILING, mergeKeys: false };
 
 /** An extension at or over one declared limit, and what the secondary must have stored of one at it. */
 export interface LimitProbe {

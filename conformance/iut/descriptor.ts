@@ -7,6 +7,7 @@
  */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
+import { maxIntDigits, PICKLE_LIMIT_FLOOR } from '../../reference/pickle/limits.ts';
 
 /** Optional features an implementation may claim. */
 export const FEATURES = ['blobs', 'unix', 'fractionalDelays', 'chaining', 'follow', 'control', 'zconfig', 'discovery'] as const;
@@ -220,10 +221,20 @@ function limits(file: string, v: Json): Limits {
     if (typeof x !== 'number' || !(x > 0) || (whole && !Number.isInteger(x)) || (k.endsWith('Size') && x >= 2 ** 32 - 1)) {
       fail(file, `$.limits.${k}`, whole ? 'must be a whole number above 0' + (k.endsWith('Size') ? ' and below 2^32 - 1' : '') : 'must be a number of seconds above 0');
     }
+    const floor = DECODING_FLOOR[k as keyof typeof DECODING_FLOOR];
+    if (floor !== undefined && x < floor) fail(file, `$.limits.${k}`, `must be at least ${floor}, what every decoder accepts (wire-protocol §6.7)`);
     out[k] = x;
   }
   return out;
 }
+
+/** The least a secondary may declare of each decoding limit: the floors of wire-protocol §6.7. */
+const DECODING_FLOOR = {
+  maxPickleValues: PICKLE_LIMIT_FLOOR.maxItems,
+  maxPickleDepth: PICKLE_LIMIT_FLOOR.maxDepth,
+  maxPickleIntDigits: maxIntDigits(PICKLE_LIMIT_FLOOR.maxIntBytes),
+  maxPickleExpansion: PICKLE_LIMIT_FLOOR.maxExpansion,
+};
 
 /** Expands a template: placeholders replaced, groups with a missing value dropped. */
 export function expandArgs(t: Template, values: Partial<Record<Placeholder, string>>): string[] {

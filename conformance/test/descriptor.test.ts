@@ -42,7 +42,8 @@ describe('IUT descriptors', () => {
     ['a limit that is not a whole number', { name: 'x', primary, limits: { maxConnections: 2.5 } }, /\$\.limits\.maxConnections: must be a whole number above 0/],
     ['a size no frame header can exceed', { name: 'x', primary, limits: { maxRecordSize: 2 ** 32 - 1 } }, /\$\.limits\.maxRecordSize: must be a whole number above 0 and below 2\^32 - 1/],
     ['a timeout of 0', { name: 'x', primary, limits: { handshakeTimeout: 0 } }, /\$\.limits\.handshakeTimeout: must be a number of seconds above 0/],
-    ['a decoding limit that is not a whole number', { name: 'x', primary, limits: { maxPickleDepth: 10.5 } }, /\$\.limits\.maxPickleDepth: must be a whole number above 0/],
+    ['a decoding limit that is not a whole number', { name: 'x', primary, limits: { maxPickleDepth: 600.5 } }, /\$\.limits\.maxPickleDepth: must be a whole number above 0/],
+    ['a decoding limit under the floor of the spec', { name: 'x', primary, limits: { maxPickleIntDigits: 4299 } }, /\$\.limits\.maxPickleIntDigits: must be at least 4300/],
   ])('refuses %s, naming the file and the JSON path', (_name, content, message) => {
     const f = write(content);
     expect(() => readDescriptor(f)).toThrow(message);

@@ -4,11 +4,13 @@
  * channel; a node that loses the lock of its file (FS-LOCK-5) stops too, with exit status 1.
  * @module
  */
+import { existsSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { Discovery } from '../discovery/discover.ts';
+import { ZrsError } from '../errors.ts';
 import { Registration } from '../discovery/register.ts';
 import type { FileLock } from '../filestorage/lock.ts';
-import { PICKLE_LIMIT_CEILING, type PickleLimits } from '../pickle/limits.ts';
+import { PICKLE_LIMIT_CEILING, PICKLE_LIMIT_FLOOR, type PickleLimits } from '../pickle/limits.ts';
 import { MAX_FRAME } from '../framing.ts';
 import { EXTENSION_POLICIES, type ExtensionPolicy } from '../secondary/extension-policy.ts';
 import { type Address, formatAddress, parseAddress } from '../net/address.ts';
@@ -20,7 +22,7 @@ import { hex8 } from '../timestamp.ts';
 import { type ControlTarget, serveControl } from './control.ts';
 import { type Output, UsageError } from './output.ts';
 import { ProgressLine, showCatchUp } from './progress.ts';
-import { checkServedFile } from './served-file.ts';
+import { checkServedFile, ERR_NO_FILE } from './served-file.ts';
 import { readZrsConfig } from './zconfig.ts';
 import { isZooKeeperPath } from '../discovery/path.ts';
 
@@ -102,13 +104,14 @@ const PICKLE_FLAGS: Record<string, keyof PickleLimits> = {
   'max-pickle-expansion': 'maxExpansion',
 };
 
-/** The decoding limits the `--max-pickle-*` flags ask for, each at least 1 and at most the decoder can hold. */
+/** The decoding limits the `--max-pickle-*` flags ask for, each from the spec's floor to the most the decoder can hold. */
 function pickleLimits(v: Record<string, string | boolean | undefined>): Partial<PickleLimits> {
   const out: Partial<PickleLimits> = {};
   for (const [flag, field] of Object.entries(PICKLE_FLAGS)) {
     if (v[flag] === undefined) continue;
     const n = count(v, flag, 0);
-    if (n < 1 || n > PICKLE_LIMIT_CEILING[field]) throw new UsageError(`--${flag} takes a whole number from 1 to ${PICKLE_LIMIT_CEILING[field]}, not ${JSON.stringify(v[flag])}`);
+    const [least, most] = [PICKLE_LIMIT_FLOOR[field], PICKLE_LIMIT_CEILING[field]];
+    if (n < least || n > most) throw new UsageError(`--${flag} takes a whole number from ${least} (spec §6.7) to ${most}, not ${JSON.stringify(v[flag])}`);
     out[field] = n;
   }
   return out;
@@ -394,7 +397,7 @@ export async function runCommand(args: string[], _out: Output): Promise<number> 
   if (!config.replicateFrom && !discover) {
     // As ZODB's <filestorage> does, a missing file is created (the log line 'serving' says so),
     // unless it is read-only: then the file is followed, never written nor locked.
-    await checkServedFile(config.fs, !config.readOnly, config.readOnly);
+    if (config.readOnly && !existsSync(config.fs)) throw new ZrsError(ERR_NO_FILE, `${config.fs} does not exist (read-only true: nothing is created)`);
     const mode = config.readOnly ? 'follow' : 'own';
     const primary = await Primary.start({ fs: config.fs, listen: listen!, blobDir: config.blobDir, mode, ...limits(v), logger: log });
     const registered = await (register ? Registration.start({ ...register, address: primary.address, logger: log }) : Promise.resolve(null)).catch(async (e: unknown) => {

@@ -189,6 +189,7 @@ export function readZrsConfig(file: string): ZrsConfig {
   const fsPath = storage.keys.get('path');
   if (!fsPath || fsPath.value === '') throw new ConfigError(file, storage.line, '<filestorage> needs a path');
   const ro = storage.keys.get('read-only');
+  if (ro && !/^(true|yes|on|false|no|off)$/i.test(ro.value)) throw new ConfigError(file, ro.line, `read-only is true or false, not ${JSON.stringify(ro.value)}`);
   const readOnly = ro !== undefined && /^(true|yes|on)$/i.test(ro.value);
   if (readOnly && (replicateFrom !== null || zk?.discoverPath)) throw new ConfigError(file, ro!.line, 'read-only true: a secondary writes its file');
   const blob = storage.keys.get('blob-dir');

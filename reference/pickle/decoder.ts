@@ -18,7 +18,7 @@
  */
 import { PickleError } from '../errors.ts';
 import { Budget } from './budget.ts';
-import { keyIdentity } from './dict-keys.ts';
+import { DictKeys } from './dict-keys.ts';
 import { type PickleLimits, resolveLimits } from './limits.ts';
 import { Op, opName } from './opcodes.ts';
 import { decodeUtf8 } from './utf8.ts';
@@ -49,6 +49,11 @@ export interface PickleOptions extends Partial<PickleLimits> {
    * it returns takes the id's place. Without it, persistent ids are refused (`ERR_PICKLE_OPCODE`).
    */
   persistentLoad?: (pid: PickleValue) => PickleValue;
+  /**
+   * `false`: keep every key-value pair a pickle sets in a dict, where by default a key set again
+   * keeps one entry as in Python (WIRE-PICKLE-21). For looking at stored bytes as they are.
+   */
+  mergeKeys?: boolean;
 }
 
 const MARK: unique symbol = Symbol('mark');
@@ -75,8 +80,10 @@ class Reader {
   private pos: number;
   private readonly stack: Slot[] = [];
   private readonly memo = new Map<number, PickleValue>();
-  /** Where each key of a dict being built sits in its entries, by {@link keyIdentity}. */
-  private readonly dictKeys = new WeakMap<PyDict, Map<string, number>>();
+  /** Numbers of dict keys, unless every pair is kept (`mergeKeys: false`). */
+  private readonly keys: DictKeys | null;
+  /** Where each key of a dict being built sits in its entries, by key number. */
+  private readonly dictIndex = new WeakMap<PyDict, Map<number, number>>();
   private op = 0;
   private opAt = 0;
   private readonly view: DataView;
@@ -91,6 +98,7 @@ class Reader {
     this.pos = start;
     this.view = new DataView(b.buffer, b.byteOffset, b.byteLength);
     this.persistentLoad = options?.persistentLoad;
+    this.keys = options?.mergeKeys === false ? null : new DictKeys();
     this.budget = new Budget(resolveLimits(options), (code, what, requirement) => this.fail(code, what, requirement));
   }
 
@@ -197,11 +205,15 @@ class Reader {
     if (!(target instanceof PyDict)) this.fail('ERR_PICKLE_STACK', 'SETITEM on something that is not a dict');
     if (items.length % 2) this.fail('ERR_PICKLE_STACK', 'odd number of items for a dict');
     this.budget.grow(target, items);
+    if (!this.keys) {
+      for (let i = 0; i + 1 < items.length; i += 2) target.entries.push([items[i]!, items[i + 1]!]);
+      return;
+    }
     // one entry per key, as Python's dict: the first key and position, the last value
-    let index = this.dictKeys.get(target);
-    if (!index) this.dictKeys.set(target, (index = new Map()));
+    let index = this.dictIndex.get(target);
+    if (!index) this.dictIndex.set(target, (index = new Map()));
     for (let i = 0; i + 1 < items.length; i += 2) {
-      const id = keyIdentity(items[i]!);
+      const id = this.keys.of(items[i]!);
       const at = id === null ? undefined : index.get(id);
       if (at !== undefined) target.entries[at]![1] = items[i + 1]!;
       else {

@@ -281,9 +281,6 @@ class Writer {
   }
 
   value(v: PickleValue, depth: number): void {
-    if (depth > MAX_DEPTH) {
-      throw new PickleError('ERR_PICKLE_DEPTH', `value nested deeper than ${MAX_DEPTH} levels`, this.len);
-    }
     const d = depth + 1;
     if (v === null) return this.byte(Op.NONE);
     switch (typeof v) {
@@ -303,10 +300,14 @@ class Writer {
         return this.text(v);
     }
     if (v instanceof Uint8Array) return this.bytes(v);
+    if (v instanceof PyGlobal) return this.global(v.module, v.name);
+    // what is left holds other values: depth 1 or more
+    if (depth > MAX_DEPTH) {
+      throw new PickleError('ERR_PICKLE_DEPTH', `value nested deeper than ${MAX_DEPTH + 1} levels`, this.len);
+    }
     if (Array.isArray(v)) return this.list(v, d);
     if (v instanceof PyTuple) return this.tuple(v, d);
     if (v instanceof PyDict) return this.dict(v, d);
-    if (v instanceof PyGlobal) return this.global(v.module, v.name);
     if (v instanceof PyReduce) {
       if (this.fetch(v)) return;
       this.value(v.callable, d);

@@ -55,6 +55,14 @@ export const LimitRequirement = {
   cycle: 'WIRE-PICKLE-19',
 } as const;
 
+/** The least each limit may be set: what every decoder must accept (wire-protocol §6.7, WIRE-PICKLE-15 to 18). */
+export const PICKLE_LIMIT_FLOOR: Readonly<PickleLimits> = Object.freeze({
+  maxItems: 600_000,
+  maxDepth: 500,
+  maxIntBytes: 1786,
+  maxExpansion: 500_000,
+});
+
 /**
  * The highest each limit may be set: a JS Map (the memo) holds fewer than 2^24 entries; the
  * encoder writes no deeper than the default depth (so a secondary can store all it accepts); no

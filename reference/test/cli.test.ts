@@ -86,10 +86,16 @@ describe('zrs', () => {
     expect(message.status).toBe(2);
   });
 
-  it('[WIRE-PICKLE-20] a decoding limit is a whole number from 1 to its ceiling; anything else is refused before the secondary starts', () => {
-    for (const [flag, bad, most] of [['--max-pickle-depth', '1001', 1000], ['--max-pickle-depth', '0', 1000], ['--max-pickle-values', '1e6', 16777215], ['--max-pickle-int-bytes', '65536', 65535], ['--max-pickle-expansion', 'x', 16777215]] as const) {
+  it('[WIRE-PICKLE-20] a decoding limit is a whole number from its floor in the spec to its ceiling; anything else is refused before the secondary starts', () => {
+    for (const [flag, bad, least, most] of [
+      ['--max-pickle-depth', '1001', 500, 1000],
+      ['--max-pickle-depth', '499', 500, 1000],
+      ['--max-pickle-values', '1e6', 600000, 16777215],
+      ['--max-pickle-int-bytes', '65536', 1786, 65535],
+      ['--max-pickle-expansion', 'x', 500000, 16777215],
+    ] as const) {
       const r = zrs('secondary', '--fs', '/nonexistent/dir/Data.fs', '--from', '127.0.0.1:1', flag, bad);
-      expect([r.status, r.stderr], `${flag} ${bad}`).toEqual([2, expect.stringMatching(new RegExp(`${flag} takes a whole number( from 1 to ${most})?, not "${bad}"`))]);
+      expect([r.status, r.stderr], `${flag} ${bad}`).toEqual([2, expect.stringMatching(new RegExp(`${flag} takes a whole number( from ${least} \\(spec §6\\.7\\) to ${most})?, not "${bad}"`))]);
     }
   });
 });

@@ -175,23 +175,25 @@ describe('a secondary against a hostile primary', () => {
     expect((await node.request('last-tid')).tid).toBe(hex8(TID));
   }, 180_000);
 
-  it('[WIRE-PICKLE-20] the --max-pickle-* flags set the limits: a T at them is committed, one just over each is refused', async () => {
-    // {'x': lists nested n deep} in a T: the message is n + 3 deep; 8 bytes allow 18 digits; the
-    // T with 18 digits creates 20 values, that with 21 None 41
+  it('[WIRE-PICKLE-20] the --max-pickle-* flags set the limits (here their floors): a T at them is committed, one just over each is refused', async () => {
+    // {'x': lists nested n deep} in a T: the message is n + 3 deep; 1786 bytes allow 4300 digits;
+    // {'x': {None: None}} set 299 950 times creates 599 921 values in the T, 600 001 None one more than 600 000
     const lists = (n: number) => Buffer.from(']'.repeat(n) + 'a'.repeat(n - 1), 'latin1');
     const int = (digits: number) => Buffer.from(`L${'9'.repeat(digits)}L\n`, 'latin1');
     const second = laterThan(TID, TID);
-    const later = laterThan(second, second);
-    const over = [transactionWith(lists(8), later), transactionWith(int(19), later), transactionWith(Buffer.from(`](${'N'.repeat(21)}e`, 'latin1'), later)];
+    const third = laterThan(second, second);
+    const later = laterThan(third, third);
+    const at = [transactionWith(lists(497)), transactionWith(int(4300), second), transactionWith(Buffer.from(`}(${'NN'.repeat(299_950)}u`, 'latin1'), third)];
+    const over = [transactionWith(lists(498), later), transactionWith(int(4301), later), transactionWith(Buffer.from(`](${'N'.repeat(600_001)}e`, 'latin1'), later)];
     let connections = 0;
     const from = await hostilePrimary(async (s, startTid) => {
       const e = new StreamEncoder(startTid);
       const n = connections++;
       if (n >= over.length) return;
-      if (startTid.equals(Buffer.alloc(8))) await send(s, ...e.frame(transactionWith(lists(7))), ...e.commit(), ...e.frame(transactionWith(int(18), second)), ...e.commit());
+      if (startTid.equals(Buffer.alloc(8))) await send(s, ...at.flatMap((t) => [...e.frame(t), ...e.commit()]));
       await send(s, ...e.frame(over[n]!));
     });
-    const flags = ['--max-pickle-depth', '10', '--max-pickle-int-bytes', '8', '--max-pickle-values', '40'];
+    const flags = ['--max-pickle-depth', '500', '--max-pickle-int-bytes', '1786', '--max-pickle-values', '600000'];
     const node = await holds(
       from,
       async (n) => {
@@ -200,7 +202,7 @@ describe('a secondary against a hostile primary', () => {
       ws.file('flags.fs'),
       flags,
     );
-    expect((await node.request('last-tid')).tid).toBe(hex8(second));
+    expect((await node.request('last-tid')).tid).toBe(hex8(third));
   });
 
   const extensionCases: [string, string, Buffer][] = [

@@ -211,6 +211,9 @@ describe('walking decoded values', () => {
   it('the protocol 1 encoder refuses what it cannot write with a PickleError, and writes a message the decoder takes back', () => {
     expect(loadPickle(dumpPickle(loadPickle(nestedLists(1000))))).toEqual(loadPickle(nestedLists(1000)));
     expect(() => dumpPickle(deepest(1001))).toThrow(PickleError);
+    // 1000 lists deep with a value at the bottom: still depth 1000
+    const withNone = L(`${']'.repeat(1000)}N${'a'.repeat(1000)}.`);
+    expect(loadPickle(dumpPickle(loadPickle(withNone)))).toEqual(loadPickle(withNone));
     // the deepest T message the encoder writes (1000 levels) decodes again
     const message = (d: number) => new PyTuple(['T', new PyTuple([Buffer.alloc(8), ' ', Buffer.alloc(0), Buffer.alloc(0), new PyDict([['deep', deepest(d)]])])]);
     expect(refusal(dumpPickle(message(997)))).toBeUndefined();

@@ -172,6 +172,19 @@ describe('pickle decoder', () => {
     ]);
   });
 
+  it('[WIRE-PICKLE-21] compares globals by name, objects fetched again by identity, and nested tuple keys in time linear in their size; mergeKeys: false keeps every pair', () => {
+    const L = (x: string) => Buffer.from(x, 'latin1');
+    // {__builtin__.int: 1, builtins.int: 2}: one class to Python 3
+    expect((loadPickle(L('}(c__builtin__\nint\nK\x01cbuiltins\nint\nK\x02u.')) as PyDict).entries).toEqual([[new PyGlobal('__builtin__', 'int', 2), 2n]]);
+    // an object set as a key, then fetched from the memo and set again: one key
+    const obj = (loadPickle(L('}(cm\nC\n)Rq\x01K\x01h\x01K\x02u.')) as PyDict).entries;
+    expect(obj.map(([, v]) => v)).toEqual([2n]);
+    // a key of tuples nested 28 deep, set twice: small and quick to compare (each level once)
+    const deep = L(`}(K\x01${'\x85'.repeat(28)}K\x01K\x01${'\x85'.repeat(28)}K\x02u.`);
+    expect((loadPickle(deep) as PyDict).entries.map(([, v]) => v)).toEqual([2n]);
+    expect((loadPickle(deep, { mergeKeys: false }) as PyDict).entries.map(([, v]) => v)).toEqual([1n, 2n]);
+  });
+
   it('reads the first of two concatenated pickles (record data holds class and state)', () => {
     const data = unhex('8003635a4f44422e626c6f620a426c6f620a71002e80034e2e');
     const first = readPickle(data);

@@ -1,7 +1,7 @@
 // The file a primary serves: `zrs primary` refuses a missing one unless given `--create`, and
 // every primary logs at start which file it serves.
 import { spawnSync } from 'node:child_process';
-import { existsSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { NodeProcess, nodeSession, records, ZRS_BIN } from './processes.ts';
 
@@ -72,7 +72,11 @@ describe('the file a primary serves', () => {
     };
     const primaryConf = conf('ro.conf', 'replicate-to 127.0.0.1:0');
     const missing = spawnSync(process.execPath, [ZRS_BIN, 'run', '--config', primaryConf], { encoding: 'utf8' });
-    expect([missing.status, missing.stderr]).toEqual([2, `zrs run: ${file} does not exist (--create makes a new, empty one)\n`]);
+    expect([missing.status, missing.stderr]).toEqual([2, `zrs run: ${file} does not exist (read-only true: nothing is created)\n`]);
+    const typoConf = ws.file('ro-typo.conf');
+    writeFileSync(typoConf, readFileSync(primaryConf, 'utf8').replace('read-only true', 'read-only ture'));
+    const typo = spawnSync(process.execPath, [ZRS_BIN, 'run', '--config', typoConf], { encoding: 'utf8' });
+    expect([typo.status, typo.stderr]).toEqual([2, expect.stringContaining(`${typoConf}:6: read-only is true or false, not "ture"`)]);
     expect(existsSync(file)).toBe(false);
     const writer = await start(['primary', '--create', '--fs', file, '--listen', '127.0.0.1:0']);
     const tid = (await writer.request('commit', { records: records(1, 10, 1) })).tid as string;
