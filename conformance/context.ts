@@ -149,11 +149,16 @@ export async function startFromConfig(role: 'primary' | 'secondary', settings: s
 
 /** Gives the `n`-th transaction of a file the obsolete status `u` (which no primary sends). */
 export function markUndone(fs: string, n: number): void {
+  setStatus(fs, n, 0x75);
+}
+
+/** Sets the status byte of the `n`-th transaction of a file. */
+export function setStatus(fs: string, n: number, status: number): void {
   const r = FileStorageReader.open(fs);
   const txn = [...r.transactions()][n]!;
   r.close();
   const fd = openSync(fs, 'r+');
-  writeSync(fd, Buffer.from('u'), 0, 1, txn.offset + 16);
+  writeSync(fd, Buffer.of(status), 0, 1, txn.offset + 16);
   closeSync(fd);
 }
 

@@ -10,18 +10,32 @@ import { hex8 } from '../reference/timestamp.ts';
 import { check, type Subject } from './checks.ts';
 
 /** The decoded value of an extension field, Python 2 module names read as Python 3's. */
+/**
+ * `copyreg._reconstructor(cls, object, None)`, how protocol 1 writes an instance of a plain
+ * class, as the `NEWOBJ` of `cls` without arguments that protocols 2 and later write for it
+ * (DEV-EXTBYTES-1): both make an instance of `cls` without calling its `__init__`.
+ */
+function reconstructed(j: { [k: string]: Json }): Json | null {
+  const r = j.$reduce;
+  if (!Array.isArray(r) || JSON.stringify(r[0]) !== '{"$global":"copyreg._reconstructor"}') return null;
+  const args = (r[1] as { $tuple?: Json[] } | null)?.$tuple;
+  if (!args || args.length !== 3 || JSON.stringify(args[1]) !== '{"$global":"builtins.object"}' || args[2] !== null) return null;
+  return { $new: [args[0]!, []] };
+}
+
 export function extensionJson(hexBytes: string): Json {
   const value = hexBytes === '' ? new PyDict() : loadPickle(Buffer.from(hexBytes, 'hex'));
   const rename = (name: string) => name.replace(/^__builtin__\./, 'builtins.').replace(/^copy_reg\./, 'copyreg.');
   const walk = (j: Json): Json => {
     if (Array.isArray(j)) return j.map(walk);
     if (j && typeof j === 'object') {
-      return Object.fromEntries(
+      const w = Object.fromEntries(
         Object.entries(j).map(([k, v]) => [
           k,
           k === '$global' && typeof v === 'string' ? rename(v) : k === '$inst' && Array.isArray(v) ? [rename(v[0] as string), walk(v[1]!)] : walk(v),
         ]),
       );
+      return reconstructed(w) ?? w;
     }
     return j;
   };

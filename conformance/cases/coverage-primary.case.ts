@@ -16,7 +16,7 @@ import { Op } from '../../reference/pickle/opcodes.ts';
 import { StreamDecoder } from '../../reference/stream.ts';
 import { tidFromParts, Z64 } from '../../reference/timestamp.ts';
 import { check, HarnessError, independently } from '../checks.ts';
-import { commitOn, loopback, markUndone, primaryIut, requires, startPrimary, workdir } from '../context.ts';
+import { commitOn, loopback, markUndone, primaryIut, requires, setStatus, startPrimary, workdir } from '../context.ts';
 import { FIXTURES } from '../env.ts';
 import { checkTransactions, expectedTransactions, firstDifference } from '../expected.ts';
 import { FakeSecondary, sleep } from '../peers/fake-secondary.ts';
@@ -440,6 +440,20 @@ describe(`primary: ${iut.name}`, () => {
     mid.close();
   });
 
+  it('[DEV-BLOBID-1] a record whose first pickle calls os.mkdir is served as it is, and nothing is called', async (ctx) => {
+    requires(ctx, iut, 'primary');
+    const target = path.join(workdir(), 'made-by-the-primary');
+    const tid = LATER;
+    // the first pickle is os.mkdir(target), the second the state: what a blob test that unpickles runs
+    const data = Buffer.concat([Buffer.from('cos\nmkdir\n(', 'latin1'), pickleText(target).subarray(0, -1), Buffer.from('tR.N.', 'latin1')]);
+    const p = await startPrimary({ store: smallWith([{ tid, records: [{ oid: oid(0x44), serial: tid, data }] }]) });
+    const s = await streamed(p.address, tidOf(small.at(-1)!.tid), 1);
+    s.close();
+    check('DEV-BLOBID-1', () => expect(existsSync(target), `${target}, which the record's first pickle makes, exists`).toBe(false));
+    const sent = s.transactions[0]!.records[0]!;
+    expect([sent.message.type, hex(sent.data ?? Buffer.alloc(0))], 'the record sent').toEqual(['S', hex(data)]);
+  });
+
   it('[WIRE-TXN-2] a transaction without data records goes out as T directly followed by C', async (ctx) => {
     requires(ctx, iut, 'primary');
     const empty = LATER;
@@ -618,6 +632,22 @@ describe(`primary: ${iut.name}`, () => {
     checkTransactions(s.transactions, want.slice(0, got.length));
     check('DEV-STATUS-5', () => expect(got.length, `the stream stopped at the u transaction: ${got.length} of ${want.length} sent`).toBe(want.length));
     s.close();
+  });
+
+  it('[DEV-STATUS-4] a transaction whose status byte is above 0x7f (0xe9, the tenth of small): the nine before it are sent, then the connection closes before its T', async (ctx) => {
+    requires(ctx, iut, 'primary');
+    const store = prepared(fixture('small', 'Data.fs'), (fs) => setStatus(fs, 9, 0xe9));
+    // ZODB cannot open such a file (it decodes each status as ASCII): a primary that refuses to start fails too
+    const p = await startPrimary({ store, readOnly: true, follow: iut.features.has('follow'), startFailure: 'DEV-STATUS-4' });
+    const s = await FakeSecondary.connect(p.address);
+    s.handshake('zrs2.0', Z64);
+    const closed = await s.waitForClose(10_000);
+    await s.settle(200);
+    s.verify();
+    check('DEV-STATUS-4', () => {
+      expect(tids(s), 'transactions sent').toEqual(small.slice(0, 9).map((t) => t.tid));
+      expect(closed, 'the connection closed within 10 s').toBe(true);
+    });
   });
 
   it('[WIRE-TXN-4] [DEV-CTAIL-1] a file ending with an unfinished transaction, served as it is: the primary waits at it, neither sending, skipping nor closing; positioning that reaches it waits too', async (ctx) => {

@@ -5,13 +5,14 @@
 // blamed on the side that broke it: what the primary sent is decoded and judged against its
 // own file, and the secondary's file against what it was sent.
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { checkFile } from '../../reference/filestorage/checker.ts';
 import { fileContent, type TransactionContent } from '../../reference/filestorage/content.ts';
 import { FileStorageReader } from '../../reference/filestorage/reader.ts';
+import { FileStorageWriter } from '../../reference/filestorage/writer.ts';
 import { FrameDecoder } from '../../reference/framing.ts';
 import { loadPickle } from '../../reference/pickle/decoder.ts';
 import { pickleToManifestJson } from '../../reference/pickle/json.ts';
@@ -19,13 +20,14 @@ import { PyDict } from '../../reference/pickle/values.ts';
 import { hex8, Z64 } from '../../reference/timestamp.ts';
 import { check, HarnessError, RequirementViolation, type Subject } from '../checks.ts';
 import { primaryIut, PROPERTY_TIMEOUT_MS, propertyParameters, reaches, replayCommand, requires, SEED, secondaryIut, startPrimary, startSecondary, transcriptDir, workdir, commitOn } from '../context.ts';
-import { REPO_ROOT } from '../env.ts';
+import { FIXTURES, REPO_ROOT } from '../env.ts';
 import { compareTransactions } from '../expected.ts';
 import { byValue, checkContent, checkValid } from '../file-checks.ts';
 import type { ControlMessage, IutNode } from '../iut/node.ts';
 import { sleep } from '../peers/fake-secondary.ts';
 import { ReceivedStream, type ReceivedTransaction } from '../peers/received-stream.ts';
 import { FaultProxy, type Link, prng } from '../proxy/fault-proxy.ts';
+import { hex, LATER, oid } from '../tids.ts';
 import { until } from '../wait.ts';
 
 const primary = primaryIut();
@@ -343,6 +345,24 @@ describe(`end to end: ${title}`, () => {
     checkValid(s.fs, [], 'secondary');
     checkContent(fileContent(s.fs), toReplicate(p.fs), {}, 'secondary');
     await tap.stop();
+  });
+
+  it('[DEV-EXTBYTES-1] an extension holding an instance of a plain class (an argparse.Namespace, stored at protocol 3 as ZODB writes it) replicates as an equal value', async (ctx) => {
+    requires(ctx, primary, 'primary');
+    requires(ctx, secondary, 'secondary');
+    const file = path.join(workdir(), 'Data.fs');
+    cpSync(path.join(FIXTURES, 'small', 'Data.fs'), file);
+    // {'n': argparse.Namespace(a=1)}, as Python 3 pickles it at protocol 3: NEWOBJ, then BUILD
+    const extension = Buffer.from('80037d710058010000006e71016361726770617273650a4e616d6573706163650a7102298171037d710458010000006171054b017362732e', 'hex');
+    const w = FileStorageWriter.open(file);
+    w.commit({ tid: LATER, status: ' ', user: Buffer.alloc(0), description: Buffer.from('an object in the extension'), extension }, [{ oid: oid(0x45), serial: LATER, data: Buffer.from('80034e2e80034e2e', 'hex') }]);
+    w.close();
+    const p = await startPrimary({ file });
+    const s = await startSecondary({ from: p.address });
+    await check('WIRE-TXN-10', () => reaches(s, hex(LATER)));
+    await s.node.stop();
+    // sent at protocol 1 as copy_reg._reconstructor(Namespace, object, None), then BUILD: equal to the NEWOBJ stored
+    checkContent(fileContent(s.fs), toReplicate(p.fs), {}, 'secondary');
   });
 
   it('[WIRE-CHAIN-1] [WIRE-CHAIN-2] [WIRE-CHAIN-3] a chain of three: each link passes on what it committed', async (ctx) => {

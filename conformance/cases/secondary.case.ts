@@ -1,11 +1,12 @@
 // Conformance of a secondary, judged by a fake primary that serves fixture stores, right or
 // damaged on purpose, and by the file the secondary writes. Each requirement a case cites is
 // proved by its own check, so that a failure names only the requirement actually broken.
-import { cpSync, existsSync, readFileSync, statSync } from 'node:fs';
+import { cpSync, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { BlobDirectory } from '../../reference/filestorage/blobs.ts';
 import { fileContent } from '../../reference/filestorage/content.ts';
+import { FileStorageReader } from '../../reference/filestorage/reader.ts';
 import { encodeFrame } from '../../reference/framing.ts';
 import { encodeMessage, type TransactionMessage } from '../../reference/messages.ts';
 import { PyDict } from '../../reference/pickle/values.ts';
@@ -45,6 +46,20 @@ async function checkFinal(s: Awaited<ReturnType<typeof startSecondary>>, want: R
 
 /** Where the file of blob (oid, tid) is in the blob directory `dir` of a new secondary: the bushy layout (FS-BLOB-1, FS-BLOB-4). */
 const blobFile = (dir: string, oid: Uint8Array | string, tid: Uint8Array | string) => path.join(dir, blobPlace('bushy', oid, tid));
+
+/** Case (d) of file-format §6, which no interop file holds: small's first 19 transactions, then a header of the 20th whose tlen (5) is shorter than a header. */
+const DEBRIS = 'a header with a tlen shorter than a header (case d)';
+function writeDebris(fs: string): void {
+  const small = readFileSync(store('small'));
+  const r = FileStorageReader.open(store('small'));
+  const cut = [...r.transactions()][19]!;
+  r.close();
+  const header = Buffer.alloc(23);
+  small.copy(header, 0, cut.offset, cut.offset + 8); // its tid
+  header.writeBigUInt64BE(5n, 8);
+  header.write(' ', 16, 'latin1');
+  writeFileSync(fs, Buffer.concat([small.subarray(0, cut.offset), header]));
+}
 
 describe(`secondary: ${iut.name}`, () => {
   it('[WIRE-HS-1] [WIRE-HS-2] [WIRE-HS-3] [WIRE-HS-4] a new secondary sends zrs2.0 and z64 at once, and nothing else before them', async (ctx) => {
@@ -390,12 +405,13 @@ describe(`secondary: ${iut.name}`, () => {
     p.close();
   });
 
-  it.for(['checkpoint.fs', 'truncated-mid.fs', 'truncated-header.fs', 'checkpoint-truncated.fs'])(
+  it.for(['checkpoint.fs', 'truncated-mid.fs', 'truncated-header.fs', 'checkpoint-truncated.fs', DEBRIS])(
     '[DEV-RESUME-1] [FS-RECOVER-7] restarted on a file whose last transaction was cut or never finished (%s): reports and resumes from its last whole one',
     async (name, ctx) => {
       requires(ctx, iut, 'secondary');
       const fs = path.join(workdir(), 'Data.fs');
-      cpSync(path.join(FIXTURES, 'incomplete', name), fs);
+      if (name === DEBRIS) writeDebris(fs);
+      else cpSync(path.join(FIXTURES, 'incomplete', name), fs);
       let go!: () => void;
       const release = new Promise<void>((r) => (go = r));
       const p = await FakePrimary.listen(async (c) => {

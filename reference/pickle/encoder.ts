@@ -310,9 +310,17 @@ class Writer {
     if (v instanceof PyDict) return this.dict(v, d);
     if (v instanceof PyReduce) {
       if (this.fetch(v)) return;
-      this.value(v.callable, d);
-      this.value(v.args, d);
-      this.byte(Op.REDUCE);
+      const cls = this.proto >= 2 ? reconstructedClass(v) : undefined;
+      if (cls !== undefined) {
+        // a plain object as protocol 1 writes it: Python's pickler writes it with NEWOBJ from protocol 2 on
+        this.value(cls, d);
+        this.tuple(new PyTuple([]), d);
+        this.byte(Op.NEWOBJ);
+      } else {
+        this.value(v.callable, d);
+        this.value(v.args, d);
+        this.byte(Op.REDUCE);
+      }
       return this.put(v);
     }
     if (v instanceof PyBuild) {
@@ -360,6 +368,16 @@ class Writer {
     this.byte(Op.TUPLE);
     this.byte(Op.REDUCE);
   }
+}
+
+/** The class of `copy_reg._reconstructor(cls, object, None)`, how protocol 1 writes a plain object; undefined for any other reduction. */
+function reconstructedClass(v: PyReduce): PickleValue | undefined {
+  const f = v.callable;
+  if (!(f instanceof PyGlobal) || f.name !== '_reconstructor' || (f.module !== 'copy_reg' && f.module !== 'copyreg')) return undefined;
+  const a = v.args instanceof PyTuple ? v.args.items : [];
+  const base = a[1];
+  const isObject = base instanceof PyGlobal && base.name === 'object' && (base.module === '__builtin__' || base.module === 'builtins');
+  return a.length === 3 && isObject && a[2] === null ? a[0] : undefined;
 }
 
 /**

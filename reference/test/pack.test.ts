@@ -129,8 +129,9 @@ function reachableAt(txns: Txn[], time: Uint8Array, refs: (data: string) => stri
 }
 
 /**
- * What a pack to `time` must keep: the file passes the checker; transactions after the pack
- * time are unchanged (tid, status, metadata, records and their resolved data); those up to
+ * What a pack to `time` must keep: the file passes the checker (so every tloc, prev and back
+ * pointer is right for the new offsets); transactions after the pack time keep their tid,
+ * status, metadata, records and the records' resolved data; those up to
  * it are `p` transactions whose records are records of the old file with full data and no
  * pointers; and every object reachable at the pack time keeps its current revision.
  */
@@ -626,7 +627,7 @@ const step = fc.record({
 
 describe('packing random histories', () => {
   test.prop({ steps: fc.array(step, { minLength: 1, maxLength: 14 }), at: fc.nat(40), exact: fc.boolean() }, { numRuns: 120 })(
-    '[FS-STATUS-4] keeps later transactions unchanged and the current revisions of every reachable object',
+    '[FS-STATUS-4] keeps later transactions (tid, status, metadata, records and their resolved data; tloc, prev and back pointers rewritten for their new offsets) and the current revisions of every reachable object',
     ({ steps, at, exact }) => {
       const file = fresh();
       const w = FileStorageWriter.open(file);

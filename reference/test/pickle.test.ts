@@ -127,6 +127,13 @@ describe('pickle encoder (Python 3, protocol 1, fast mode)', () => {
     expect(hex(dumpPickle(v))).toBe(hex(bytes));
   });
 
+  it('[FS-TXN-8] [DEV-EXTBYTES-1] stores a plain object received as copy_reg._reconstructor(cls, object, None) as ZODB on Python 3 writes it: NEWOBJ', () => {
+    // {'n': argparse.Namespace(a=1)}: as zc.zrs sends it (protocol 1, fast), and as Python 3.11 pickles it at protocol 3
+    const sent = unhex('7d58010000006e63636f70795f7265670a5f7265636f6e7374727563746f720a286361726770617273650a4e616d6573706163650a635f5f6275696c74696e5f5f0a6f626a6563740a4e74527d5801000000614b017362732e');
+    const stored = '80037d710058010000006e71016361726770617273650a4e616d6573706163650a7102298171037d710458010000006171054b017362732e';
+    expect(hex(dumpExtension(loadPickle(sent) as PyDict))).toBe(stored);
+  });
+
   it('refuses values nested deeper than Python can pickle', () => {
     let v: PickleValue = [];
     for (let i = 0; i < 2000; i++) v = [v];
