@@ -134,6 +134,14 @@ describe('pickle encoder (Python 3, protocol 1, fast mode)', () => {
     expect(hex(dumpExtension(loadPickle(sent) as PyDict))).toBe(stored);
   });
 
+  it('[WIRE-PICKLE-2] a lone surrogate in text goes as Python writes it (surrogatepass), and comes back as the same code point', () => {
+    // pickle.dumps({'k': '\ud800x'}, 1) in Python 3.11, without its memo
+    const python = '7d58010000006b5804000000eda08078732e';
+    const v = loadPickle(unhex(python)) as PyDict;
+    expect(v.get('k')).toBe('\ud800x');
+    expect(hex(dumpPickle(v))).toBe(python);
+  });
+
   it('refuses values nested deeper than Python can pickle', () => {
     let v: PickleValue = [];
     for (let i = 0; i < 2000; i++) v = [v];
