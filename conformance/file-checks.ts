@@ -5,11 +5,10 @@ import { FileStorageReader } from '../reference/filestorage/reader.ts';
 import type { DataRecord } from '../reference/filestorage/records.ts';
 import { loadPickle } from '../reference/pickle/decoder.ts';
 import { type Json, pickleToJson } from '../reference/pickle/json.ts';
-import { PyDict } from '../reference/pickle/values.ts';
+import { PyDict, python3Module } from '../reference/pickle/values.ts';
 import { hex8 } from '../reference/timestamp.ts';
 import { check, type Subject } from './checks.ts';
 
-/** The decoded value of an extension field, Python 2 module names read as Python 3's. */
 /**
  * `copyreg._reconstructor(cls, object, None)`, how protocol 1 writes an instance of a plain
  * class, as the `NEWOBJ` of `cls` without arguments that protocols 2 and later write for it
@@ -23,9 +22,13 @@ function reconstructed(j: { [k: string]: Json }): Json | null {
   return { $new: [args[0]!, []] };
 }
 
+/** The decoded value of an extension field, Python 2 module names read as Python 3's. */
 export function extensionJson(hexBytes: string): Json {
   const value = hexBytes === '' ? new PyDict() : loadPickle(Buffer.from(hexBytes, 'hex'));
-  const rename = (name: string) => name.replace(/^__builtin__\./, 'builtins.').replace(/^copy_reg\./, 'copyreg.');
+  const rename = (name: string) => {
+    const dot = name.indexOf('.');
+    return dot < 0 ? name : python3Module(name.slice(0, dot)) + name.slice(dot);
+  };
   const walk = (j: Json): Json => {
     if (Array.isArray(j)) return j.map(walk);
     if (j && typeof j === 'object') {

@@ -80,10 +80,10 @@ class Reader {
   private pos: number;
   private readonly stack: Slot[] = [];
   private readonly memo = new Map<number, PickleValue>();
-  /** Numbers of dict keys, unless every pair is kept (`mergeKeys: false`). */
-  private readonly keys: DictKeys | null;
-  /** Where each key of a dict being built sits in its entries, by key number. */
-  private readonly dictIndex = new WeakMap<PyDict, Map<number, number>>();
+  /** False: keep every pair a dict is given (`mergeKeys: false`). */
+  private readonly mergeKeys: boolean;
+  /** Numbers of dict keys, and where each key of a dict sits in its entries: made at the first dict filled. */
+  private dicts: { keys: DictKeys; index: WeakMap<PyDict, Map<number, number>> } | null = null;
   private op = 0;
   private opAt = 0;
   private readonly view: DataView;
@@ -98,7 +98,7 @@ class Reader {
     this.pos = start;
     this.view = new DataView(b.buffer, b.byteOffset, b.byteLength);
     this.persistentLoad = options?.persistentLoad;
-    this.keys = options?.mergeKeys === false ? null : new DictKeys();
+    this.mergeKeys = options?.mergeKeys !== false;
     this.budget = new Budget(resolveLimits(options), (code, what, requirement) => this.fail(code, what, requirement));
   }
 
@@ -205,15 +205,16 @@ class Reader {
     if (!(target instanceof PyDict)) this.fail('ERR_PICKLE_STACK', 'SETITEM on something that is not a dict');
     if (items.length % 2) this.fail('ERR_PICKLE_STACK', 'odd number of items for a dict');
     this.budget.grow(target, items);
-    if (!this.keys) {
+    if (!this.mergeKeys) {
       for (let i = 0; i + 1 < items.length; i += 2) target.entries.push([items[i]!, items[i + 1]!]);
       return;
     }
     // one entry per key, as Python's dict: the first key and position, the last value
-    let index = this.dictIndex.get(target);
-    if (!index) this.dictIndex.set(target, (index = new Map()));
+    const dicts = (this.dicts ??= { keys: new DictKeys(), index: new WeakMap() });
+    let index = dicts.index.get(target);
+    if (!index) dicts.index.set(target, (index = new Map()));
     for (let i = 0; i + 1 < items.length; i += 2) {
-      const id = this.keys.of(items[i]!);
+      const id = dicts.keys.of(items[i]!);
       const at = id === null ? undefined : index.get(id);
       if (at !== undefined) target.entries[at]![1] = items[i + 1]!;
       else {
@@ -518,8 +519,7 @@ class Reader {
   /** REDUCE: the two `bytes` idioms become bytes; every other call stays inert. */
   private reduce(callable: PickleValue, args: PickleValue): PickleValue {
     if (callable instanceof PyGlobal && args instanceof PyTuple) {
-      const { module, name } = callable;
-      if (module === '_codecs' && name === 'encode' && args.items.length === 2) {
+      if (callable.is('_codecs', 'encode') && args.items.length === 2) {
         const [text, encoding] = args.items;
         if (typeof text === 'string' && (encoding === 'latin1' || encoding === 'latin-1')) {
           const out = Buffer.alloc(text.length);
@@ -531,7 +531,7 @@ class Reader {
           return out;
         }
       }
-      if ((module === '__builtin__' || module === 'builtins') && name === 'bytes' && args.items.length === 0) {
+      if (callable.is('builtins', 'bytes') && args.items.length === 0) {
         return Buffer.alloc(0);
       }
     }

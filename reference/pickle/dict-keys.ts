@@ -7,10 +7,7 @@
  * list, a dict) is equal only to itself (fetched again from the memo); a `NaN` to no key.
  * @module
  */
-import { type PickleValue, PyGlobal, PyTuple } from './values.ts';
-
-/** Python 2 module names that Python 3's unpickler reads as another module, for globals. */
-const PYTHON3_MODULE: Readonly<Record<string, string>> = { __builtin__: 'builtins', copy_reg: 'copyreg' };
+import { type PickleValue, PyGlobal, PyTuple, python3Module } from './values.ts';
 
 /** Gives keys a number, the same for two keys exactly when Python finds them equal; one instance per pickle. */
 export class DictKeys {
@@ -33,7 +30,7 @@ export class DictKeys {
         return this.value(`s${v}`);
     }
     if (v instanceof Uint8Array) return this.value(`b${Buffer.from(v.buffer, v.byteOffset, v.length).toString('hex')}`);
-    if (v instanceof PyGlobal) return this.value(`g${PYTHON3_MODULE[v.module] ?? v.module}\n${v.name}`);
+    if (v instanceof PyGlobal) return this.value(`g${python3Module(v.module)}\n${v.name}`);
     const known = this.byObject.get(v);
     if (known !== undefined) return known;
     let id: number | null = null;

@@ -372,12 +372,9 @@ class Writer {
 
 /** The class of `copy_reg._reconstructor(cls, object, None)`, how protocol 1 writes a plain object; undefined for any other reduction. */
 function reconstructedClass(v: PyReduce): PickleValue | undefined {
-  const f = v.callable;
-  if (!(f instanceof PyGlobal) || f.name !== '_reconstructor' || (f.module !== 'copy_reg' && f.module !== 'copyreg')) return undefined;
+  if (!(v.callable instanceof PyGlobal && v.callable.is('copyreg', '_reconstructor'))) return undefined;
   const a = v.args instanceof PyTuple ? v.args.items : [];
-  const base = a[1];
-  const isObject = base instanceof PyGlobal && base.name === 'object' && (base.module === '__builtin__' || base.module === 'builtins');
-  return a.length === 3 && isObject && a[2] === null ? a[0] : undefined;
+  return a.length === 3 && a[1] instanceof PyGlobal && a[1].is('builtins', 'object') && a[2] === null ? a[0] : undefined;
 }
 
 /**

@@ -41,6 +41,14 @@ export class PyDict {
   }
 }
 
+/** Python 2 module names that Python 3's unpickler reads as another module (the ones ZRS meets). */
+const PYTHON3_MODULE: Readonly<Record<string, string>> = { __builtin__: 'builtins', copy_reg: 'copyreg' };
+
+/** The module a Python 3 unpickler resolves `module` to: `__builtin__` is `builtins`, `copy_reg` is `copyreg`. */
+export function python3Module(module: string): string {
+  return PYTHON3_MODULE[module] ?? module;
+}
+
 /** A reference to a module-level name (`GLOBAL`), never resolved. */
 export class PyGlobal {
   constructor(
@@ -49,6 +57,11 @@ export class PyGlobal {
     /** Offset of the opcode in the pickle it was decoded from, or -1. */
     readonly offset = -1,
   ) {}
+
+  /** True when this names `module.name` once read as Python 3 reads it. */
+  is(module: string, name: string): boolean {
+    return this.name === name && python3Module(this.module) === module;
+  }
 }
 
 /** `callable(*args)` as `REDUCE` records it, never called. */
